@@ -2,7 +2,7 @@
 
 from importlib.metadata import version
 
-from jointseg import datasets
+from jointseg import datasets, pp
 
-__all__ = ["datasets"]
+__all__ = ["datasets", "pp"]
 __version__ = version("jointseg")

@@ -91,6 +91,7 @@ class TranscriptIndex:
         ``(height, width)`` of the image.
     n_total, n_dropped_nan, n_outside
         Counts reported to the user.
+
     """
 
     x: np.ndarray
@@ -167,7 +168,9 @@ def build_transcript_index(
         xy = np.c_[df["x"].to_numpy(np.float64), df["y"].to_numpy(np.float64), np.ones(len(df))]
         pix = xy @ matrix.T
         codes = pd.Categorical(df[gene_col].astype(str), categories=genes.astype(str)).codes.astype(np.int32)
-        return pd.DataFrame({"x": pix[:, 0].astype(np.float32), "y": pix[:, 1].astype(np.float32), "g": codes})
+        return pd.DataFrame(
+            {"x": pix[:, 0].astype(np.float32), "y": pix[:, 1].astype(np.float32), "g": codes}
+        )
 
     parts = points[["x", "y", gene_col]].map_partitions(
         _part, meta={"x": np.float32, "y": np.float32, "g": np.int32}

@@ -21,6 +21,7 @@ def resolve_key(sdata: SpatialData, kind: ElementKind, key: str | None) -> str:
     ------
     KeyError
         If ``key`` is not an element of ``kind``, or ``key`` is None and there is not exactly one.
+
     """
     available = list(getattr(sdata, kind).keys())
     if key is None:
@@ -50,6 +51,7 @@ def image_2d(sdata: SpatialData, image_key: str, *, channel: int | str | None = 
     ----------
     channel
         Channel index or name; by default the first channel. The nuclei stain in Xenium data.
+
     """
     image = sdata.images[image_key]
     if isinstance(image, xr.DataTree):
@@ -86,6 +88,7 @@ def select_device(device: str | None = None) -> str:
     --------
     >>> select_device("cpu")
     'cpu'
+
     """
     import torch
 

@@ -46,6 +46,7 @@ def demo_wheel() -> zipfile.ZipFile:
     ------
     RuntimeError
         If the download fails (no registry access) or the checksum does not match.
+
     """
     target = cache_dir() / WHEEL_NAME
     if not target.exists():

@@ -30,6 +30,7 @@ def markers(tissue: str = "breast") -> pd.DataFrame:
     >>> m = jg.datasets.markers("breast")
     >>> sorted(m["kind"].unique())
     ['negative', 'positive']
+
     """
     if tissue not in _TISSUES:
         raise KeyError(f"No shipped marker set {tissue!r}; available: {sorted(_TISSUES)}.")

@@ -38,7 +38,12 @@ def _paint_nuclei(rng, shape, centres, radius_range) -> np.ndarray:
         b = a * rng.uniform(0.65, 1.0)
         theta = rng.uniform(0, np.pi)
         r = int(np.ceil(a)) + 1
-        y0, y1, x0, x1 = max(int(cy) - r, 0), min(int(cy) + r + 1, h), max(int(cx) - r, 0), min(int(cx) + r + 1, w)
+        y0, y1, x0, x1 = (
+            max(int(cy) - r, 0),
+            min(int(cy) + r + 1, h),
+            max(int(cx) - r, 0),
+            min(int(cx) + r + 1, w),
+        )
         yy, xx = np.mgrid[y0:y1, x0:x1]
         dy, dx = yy - cy, xx - cx
         u = dx * np.cos(theta) + dy * np.sin(theta)
@@ -138,6 +143,7 @@ def synthetic(
     >>> sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=15, seed=1)
     >>> sorted(sdata.labels)
     ['true_cells', 'true_nuclei']
+
     """
     rng = np.random.default_rng(seed)
     margin = nucleus_radius_px[1]
@@ -172,9 +178,11 @@ def synthetic(
         chosen = rng.choice(pix, size=k)
         is_specific = rng.random(k) < specific_fraction
         pool_specific = specific[cell_type[i - 1]]
-        gene = np.where(
-            is_specific, rng.choice(pool_specific, size=k), rng.choice(noise_genes, size=k)
-        ) if len(noise_genes) else rng.choice(pool_specific, size=k)
+        gene = (
+            np.where(is_specific, rng.choice(pool_specific, size=k), rng.choice(noise_genes, size=k))
+            if len(noise_genes)
+            else rng.choice(pool_specific, size=k)
+        )
         ys.append(chosen // shape[1] + rng.uniform(-0.5, 0.5, k))
         xs.append(chosen % shape[1] + rng.uniform(-0.5, 0.5, k))
         gs.append(gene)
@@ -187,7 +195,8 @@ def synthetic(
     y_px, x_px = np.concatenate(ys), np.concatenate(xs)
     # A transcript on a border pixel can round into the neighbour: truth is the pixel it lands in.
     true_id = cells[
-        np.clip(np.rint(y_px).astype(int), 0, shape[0] - 1), np.clip(np.rint(x_px).astype(int), 0, shape[1] - 1)
+        np.clip(np.rint(y_px).astype(int), 0, shape[0] - 1),
+        np.clip(np.rint(x_px).astype(int), 0, shape[1] - 1),
     ]
     transcripts = pd.DataFrame(
         {

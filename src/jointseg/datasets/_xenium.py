@@ -55,6 +55,7 @@ def xenium_breast(*, subset: Literal["full", "small"] = "full", chunks: int = 10
     >>> sdata = jg.datasets.xenium_breast(subset="small")
     >>> sdata["morphology"].shape
     (1, 600, 600)
+
     """
     if subset == "full":
         with demo_wheel() as wheel:

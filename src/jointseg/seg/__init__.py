@@ -1,0 +1,1 @@
+"""Segmentation methods and the shared tiling/stitching engine."""

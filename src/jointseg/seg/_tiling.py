@@ -1,0 +1,245 @@
+"""Block grids with halos, blockwise instance segmentation with seamless stitching, and
+sliding-window averaging of dense fields.
+
+Stitching rule for instances: each block is segmented on its core plus a halo; an object is kept
+only by the block whose core contains its centroid, and it is kept whole (it may reach into the
+neighbours' cores). As long as the halo is larger than an object, every object is segmented with
+full context by exactly one block, so no cell is split or duplicated at block borders. Where two
+blocks' kept objects claim the same pixel (their segmentations disagree), the block that owns the
+pixel's core wins. Labels are made unique by a per-block id offset and renumbered 1..N at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a grid: its core window and its window extended by the halo (clipped)."""
+
+    index: tuple[int, int]
+    core: tuple[int, int, int, int]
+    ext: tuple[int, int, int, int]
+
+    @property
+    def core_slices(self) -> tuple[slice, slice]:
+        """Slices of the core in image coordinates."""
+        y0, y1, x0, x1 = self.core
+        return slice(y0, y1), slice(x0, x1)
+
+    @property
+    def ext_slices(self) -> tuple[slice, slice]:
+        """Slices of the extended window in image coordinates."""
+        y0, y1, x0, x1 = self.ext
+        return slice(y0, y1), slice(x0, x1)
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """Regular grid of square blocks over an image, each with a halo of ``halo`` pixels.
+
+    Examples
+    --------
+    >>> grid = BlockGrid(shape=(1000, 700), block_size=512, halo=32)
+    >>> grid.n_blocks
+    (2, 2)
+    >>> grid.block(1, 1).ext
+    (480, 1000, 480, 700)
+
+    """
+
+    shape: tuple[int, int]
+    block_size: int
+    halo: int
+
+    @property
+    def n_blocks(self) -> tuple[int, int]:
+        """Number of blocks along ``y`` and ``x``."""
+        return tuple(-(-s // self.block_size) for s in self.shape)
+
+    def block(self, i: int, j: int) -> Block:
+        """The block in row ``i``, column ``j``."""
+        h, w = self.shape
+        b, r = self.block_size, self.halo
+        y0, x0 = i * b, j * b
+        y1, x1 = min(y0 + b, h), min(x0 + b, w)
+        ext = (max(y0 - r, 0), min(y1 + r, h), max(x0 - r, 0), min(x1 + r, w))
+        return Block((i, j), (y0, y1, x0, x1), ext)
+
+    def __iter__(self) -> Iterator[Block]:
+        ny, nx = self.n_blocks
+        for i in range(ny):
+            for j in range(nx):
+                yield self.block(i, j)
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Dask chunks of an array laid out on this grid."""
+        return tuple(
+            tuple(min(self.block_size, s - k * self.block_size) for k in range(n))
+            for s, n in zip(self.shape, self.n_blocks, strict=True)
+        )
+
+
+def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
+    """Keep the objects whose centroid lies in the block's core; give them global ids."""
+    n = int(local.max())
+    out = np.zeros(local.shape, dtype=np.int64)
+    if n == 0:
+        return out
+    flat = local.ravel()
+    counts = np.bincount(flat, minlength=n + 1)[1:]
+    yy, xx = np.indices(local.shape)
+    present = counts > 0
+    safe = np.maximum(counts, 1)
+    ey0, _, ex0, _ = block.ext
+    y0, y1, x0, x1 = block.core
+    cy = np.floor(np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ey0
+    cx = np.floor(np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ex0
+    owned = present & (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
+    lut = np.zeros(n + 1, dtype=np.int64)
+    lut[1:][owned] = id_offset + np.arange(1, owned.sum() + 1)
+    return lut[local]
+
+
+def _segment_block(ext_image: np.ndarray, fn: Callable, block: Block, id_offset: int, kwargs: dict):
+    local = np.asarray(fn(ext_image, **kwargs))
+    if local.shape != ext_image.shape[-2:]:
+        raise ValueError(f"Block function returned shape {local.shape}, expected {ext_image.shape[-2:]}.")
+    return _keep_owned(local, block, id_offset)
+
+
+def _assemble(block: Block, pieces: list[tuple[Block, np.ndarray]]) -> np.ndarray:
+    """Core of ``block`` from the kept objects of itself (first, wins ties) and its neighbours."""
+    y0, y1, x0, x1 = block.core
+    out = np.zeros((y1 - y0, x1 - x0), dtype=np.int64)
+    for other, kept in pieces:
+        oy0, oy1, ox0, ox1 = other.ext
+        iy0, iy1, ix0, ix1 = max(y0, oy0), min(y1, oy1), max(x0, ox0), min(x1, ox1)
+        if iy0 >= iy1 or ix0 >= ix1:
+            continue
+        src = kept[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0]
+        dst = out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+        free = (dst == 0) & (src > 0)
+        dst[free] = src[free]
+    return out
+
+
+def segment_blockwise(
+    image: da.Array,
+    fn: Callable[..., np.ndarray],
+    *,
+    block_size: int,
+    halo: int,
+    max_objects_per_block: int | None = None,
+    **kwargs,
+) -> da.Array:
+    """Instance-segment a large ``(..., y, x)`` array block by block, with seamless stitching.
+
+    Parameters
+    ----------
+    image
+        Input; the last two axes are ``y, x``. Leading axes (channels) are passed whole.
+    fn
+        ``fn(ext_block, **kwargs) -> labels`` with local ids 1..n on the extended block.
+    block_size, halo
+        Core edge length and halo width in pixels. The halo must exceed the largest object's
+        diameter for exact stitching.
+    max_objects_per_block
+        Upper bound on objects per extended block, used for unique id offsets (default: its pixels).
+    **kwargs
+        Passed to ``fn``.
+
+    Returns
+    -------
+    Lazy int64 labels of shape ``image.shape[-2:]``, ids unique across blocks (not consecutive;
+    see :func:`spatialdata.relabel_sequential`).
+
+    """
+    shape = tuple(int(s) for s in image.shape[-2:])
+    grid = BlockGrid(shape=shape, block_size=block_size, halo=halo)
+    ext_area = (block_size + 2 * halo) ** 2
+    stride = int(max_objects_per_block or ext_area) + 1
+    ny, nx = grid.n_blocks
+    lead = (slice(None),) * (image.ndim - 2)
+    kept = {}
+    for blk in grid:
+        i, j = blk.index
+        kept[blk.index] = dask.delayed(_segment_block, pure=True)(
+            image[(*lead, *blk.ext_slices)], fn, blk, (i * nx + j) * stride, kwargs
+        )
+    rows = []
+    for i in range(ny):
+        row = []
+        for j in range(nx):
+            blk = grid.block(i, j)
+            neighbours = [(i, j)] + [
+                (i + di, j + dj)
+                for di in (-1, 0, 1)
+                for dj in (-1, 0, 1)
+                if (di or dj) and 0 <= i + di < ny and 0 <= j + dj < nx
+            ]
+            pieces = [(grid.block(*n), kept[n]) for n in neighbours]
+            y0, y1, x0, x1 = blk.core
+            task = dask.delayed(_assemble, pure=True)(blk, pieces)
+            row.append(da.from_delayed(task, shape=(y1 - y0, x1 - x0), dtype=np.int64))
+        rows.append(row)
+    return da.block(rows)
+
+
+def window_weights(size: int) -> np.ndarray:
+    """Separable weights that taper towards a window's edges, for blending overlapping windows."""
+    ramp = np.minimum(np.arange(1, size + 1), np.arange(size, 0, -1)).astype(np.float32)
+    ramp = np.minimum(ramp / max(size / 4, 1), 1.0)
+    return np.outer(ramp, ramp)
+
+
+def sliding_window_average(
+    array: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], *, window: int, stride: int
+) -> np.ndarray:
+    """Apply ``predict`` to overlapping windows of a ``(C, H, W)`` array and blend the outputs.
+
+    Outputs of overlapping windows are averaged with weights that taper towards window edges, so a
+    field predicted this way has no seams. Arrays smaller than ``window`` are padded (reflect).
+
+    Parameters
+    ----------
+    array
+        Input ``(C, H, W)``.
+    predict
+        Maps a batch ``(N, C, window, window)`` to ``(N, K, window, window)``.
+    window, stride
+        Window edge and step in pixels (``stride < window`` for overlap).
+
+    Returns
+    -------
+    Blended ``(K, H, W)`` float32 field.
+
+    """
+    _, h, w = array.shape
+    ph, pw = max(window - h, 0), max(window - w, 0)
+    if ph or pw:
+        array = np.pad(array, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+    hh, ww = array.shape[1:]
+    ys = sorted({*range(0, hh - window + 1, stride), hh - window})
+    xs = sorted({*range(0, ww - window + 1, stride), ww - window})
+    corners = [(y, x) for y in ys for x in xs]
+    weights = window_weights(window)
+    acc = None
+    norm = np.zeros((hh, ww), np.float32)
+    for start in range(0, len(corners), 8):
+        batch_corners = corners[start : start + 8]
+        batch = np.stack([array[:, y : y + window, x : x + window] for y, x in batch_corners])
+        out = np.asarray(predict(batch), dtype=np.float32)
+        if acc is None:
+            acc = np.zeros((out.shape[1], hh, ww), np.float32)
+        for (y, x), field in zip(batch_corners, out, strict=True):
+            acc[:, y : y + window, x : x + window] += field * weights
+            norm[y : y + window, x : x + window] += weights
+    return (acc / norm)[:, :h, :w]
