@@ -2,7 +2,7 @@
 
 from importlib.metadata import version
 
-from jointseg import datasets, pp
+from jointseg import datasets, pp, seg, tl
 
-__all__ = ["datasets", "pp"]
+__all__ = ["datasets", "pp", "seg", "tl"]
 __version__ = version("jointseg")

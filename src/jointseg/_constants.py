@@ -20,4 +20,6 @@ UNS_KEY = "jointseg"
 PIXEL_CENTRE_OFFSET = 0.0
 
 #: Genes matching this pattern (vendor controls) are excluded from counts and density maps.
-CONTROL_GENE_PATTERN = r"^(NegControl|BLANK|Blank-|NegPrb|UnassignedCodeword|DeprecatedCodeword|antisense_|SystemControl|Intergenic)"
+CONTROL_GENE_PATTERN = (
+    r"^(NegControl|BLANK|Blank-|NegPrb|UnassignedCodeword|DeprecatedCodeword|antisense_|SystemControl|Intergenic)"
+)

@@ -41,9 +41,7 @@ def points_to_pixel_matrix(
                 f"Element {key!r} has no transformation to coordinate system {coordinate_system!r}; "
                 f"it has {sorted(transforms)}."
             )
-        mats.append(
-            transforms[coordinate_system].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
-        )
+        mats.append(transforms[coordinate_system].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y")))
     points_to_cs, image_to_cs = mats
     return np.linalg.inv(image_to_cs) @ points_to_cs
 
@@ -85,6 +83,8 @@ class TranscriptIndex:
         concatenated partitions), so results can be written back.
     genes
         Gene names.
+    excluded
+        Per gene, whether it matched the control pattern and was excluded.
     block_size
         Edge length of the square indexing grid in pixels.
     shape
@@ -99,6 +99,7 @@ class TranscriptIndex:
     gene: np.ndarray
     order: np.ndarray
     genes: pd.Index
+    excluded: np.ndarray
     block_size: int
     shape: tuple[int, int]
     starts: np.ndarray
@@ -168,13 +169,9 @@ def build_transcript_index(
         xy = np.c_[df["x"].to_numpy(np.float64), df["y"].to_numpy(np.float64), np.ones(len(df))]
         pix = xy @ matrix.T
         codes = pd.Categorical(df[gene_col].astype(str), categories=genes.astype(str)).codes.astype(np.int32)
-        return pd.DataFrame(
-            {"x": pix[:, 0].astype(np.float32), "y": pix[:, 1].astype(np.float32), "g": codes}
-        )
+        return pd.DataFrame({"x": pix[:, 0].astype(np.float32), "y": pix[:, 1].astype(np.float32), "g": codes})
 
-    parts = points[["x", "y", gene_col]].map_partitions(
-        _part, meta={"x": np.float32, "y": np.float32, "g": np.int32}
-    )
+    parts = points[["x", "y", gene_col]].map_partitions(_part, meta={"x": np.float32, "y": np.float32, "g": np.int32})
     frames = parts.to_delayed()
     import dask
 
@@ -215,6 +212,7 @@ def build_transcript_index(
         gene=g[order],
         order=order,
         genes=genes,
+        excluded=excluded,
         block_size=block_size,
         shape=(h, w),
         starts=starts,

@@ -8,6 +8,9 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 from spatialdata import SpatialData
+from spatialdata.transformations import get_transformation
+
+from jointseg._constants import DEFAULT_CS
 
 logger = logging.getLogger("jointseg")
 
@@ -27,9 +30,7 @@ def resolve_key(sdata: SpatialData, kind: ElementKind, key: str | None) -> str:
     if key is None:
         if len(available) == 1:
             return available[0]
-        raise KeyError(
-            f"Pass the {kind[:-1]} key explicitly: found {len(available)} {kind} elements {available}."
-        )
+        raise KeyError(f"Pass the {kind[:-1]} key explicitly: found {len(available)} {kind} elements {available}.")
     if key not in available:
         raise KeyError(f"No {kind[:-1]} element {key!r}; available {kind}: {available}.")
     return key
@@ -99,3 +100,10 @@ def select_device(device: str | None = None) -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = DEFAULT_CS) -> float:
+    """Pixel edge length of an image in the units of ``coordinate_system`` (microns for Xenium)."""
+    t = get_transformation(sdata[image_key], to_coordinate_system=coordinate_system)
+    m = t.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
+    return float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))

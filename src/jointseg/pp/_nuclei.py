@@ -14,7 +14,7 @@ from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import DEFAULT_CS, NUCLEI_KEY
-from jointseg._utils import check_new_key, image_2d, resolve_key
+from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key
 from jointseg.seg._tiling import segment_blockwise
 
 logger = logging.getLogger("jointseg")
@@ -31,13 +31,6 @@ class NucleiParams:
     dist_sigma: float = 3.8
     min_distance: int = 9
     min_area: int = 177
-
-
-def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = DEFAULT_CS) -> float:
-    """Pixel edge length of an image in the units of ``coordinate_system`` (microns for Xenium)."""
-    t = get_transformation(sdata[image_key], to_coordinate_system=coordinate_system)
-    m = t.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
-    return float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
 
 
 def _intensity_stats(image: da.Array, max_pixels: int = 4_000_000) -> tuple[float, float, float]:
@@ -93,9 +86,7 @@ def segment_nuclei(
         return np.zeros(x.shape, np.int32)
     dist = ndi.gaussian_filter(ndi.distance_transform_edt(fg).astype(np.float32), params.dist_sigma)
     components = measure.label(fg)
-    peaks = feature.peak_local_max(
-        dist, min_distance=params.min_distance, labels=components, exclude_border=False
-    )
+    peaks = feature.peak_local_max(dist, min_distance=params.min_distance, labels=components, exclude_border=False)
     markers = np.zeros(x.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = segmentation.watershed(-dist, markers, mask=fg)

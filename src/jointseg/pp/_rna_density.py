@@ -14,8 +14,7 @@ from spatialdata.transformations import get_transformation
 
 from jointseg._constants import DEFAULT_CS, RNA_DENSITY_KEY
 from jointseg._points import TranscriptIndex, build_transcript_index
-from jointseg._utils import check_new_key, image_2d, resolve_key
-from jointseg.pp._nuclei import pixel_size_um
+from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key
 from jointseg.seg._tiling import BlockGrid
 
 logger = logging.getLogger("jointseg")
@@ -187,7 +186,20 @@ def rna_density(
         transformations=get_transformation(sdata[image_key], get_all=True),
     )
     sdata[key_added] = element
-    logger.info(
-        "Added RNA density %r (%d channel(s)) from %d transcripts.", key_added, n_channels, len(index.x)
-    )
+    logger.info("Added RNA density %r (%d channel(s)) from %d transcripts.", key_added, n_channels, len(index.x))
     return sdata if copy else None
+
+
+def transcript_density(index: TranscriptIndex, window: tuple[int, int, int, int], *, sigma: float) -> np.ndarray:
+    """Transcripts per pixel of all non-control genes on one window, Gaussian-blurred (``sigma``
+    pixels, truncated at 4 sigma, so exact on the window when the index covers its neighbourhood).
+    """
+    y0, y1, x0, x1 = window
+    reach = int(np.ceil(4 * sigma))
+    gy0, gy1 = max(y0 - reach, 0), min(y1 + reach, index.shape[0])
+    gx0, gx1 = max(x0 - reach, 0), min(x1 + reach, index.shape[1])
+    sel = index.window(gy0, gy1, gx0, gx1)
+    sel = sel[index.gene[sel] >= 0]
+    counts = np.zeros((gy1 - gy0, gx1 - gx0), np.float32)
+    np.add.at(counts, (np.rint(index.y[sel]).astype(int) - gy0, np.rint(index.x[sel]).astype(int) - gx0), 1.0)
+    return ndi.gaussian_filter(counts, sigma, truncate=4.0)[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0]
