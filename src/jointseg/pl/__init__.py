@@ -1,0 +1,5 @@
+"""Plots."""
+
+from jointseg.pl._segmentation import segmentation
+
+__all__ = ["segmentation"]
