@@ -24,6 +24,7 @@ def read_zarr(path: str | Path) -> SpatialData:
     >>> jg.io.write_zarr(jg.datasets.synthetic(shape=(64, 64), n_cells=2), out)
     >>> jg.io.read_zarr(out).is_backed()
     False
+
     """
     path = Path(path)
     if not path.exists():
@@ -42,6 +43,7 @@ def write_zarr(sdata: SpatialData, path: str | Path, *, overwrite: bool = False)
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+
     """
     path = Path(path)
     if path.exists() and not overwrite:

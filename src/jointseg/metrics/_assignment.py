@@ -22,6 +22,7 @@ def assignment_summary(table: ad.AnnData, *, table_key: str = "table") -> dict[s
     >>> s = jg.metrics.assignment_summary(sdata["table"])
     >>> s["n_cells"]
     5
+
     """
     info = table.uns[UNS_KEY][table_key]
     n = table.obs["n_transcripts"].to_numpy()
@@ -47,6 +48,7 @@ def exclusive_marker_pairs(markers: pd.DataFrame, *, genes: list[str] | None = N
         Tidy table with ``cell_type``, ``gene``, ``kind`` (as :func:`jointseg.datasets.markers`).
     genes
         Keep only pairs of these genes (e.g. the panel).
+
     """
     pos = markers[markers["kind"] == "positive"].groupby("gene", observed=True)["cell_type"].apply(set)
     neg = markers[markers["kind"] == "negative"].groupby("gene", observed=True)["cell_type"].apply(set)

@@ -24,6 +24,7 @@ def match_instances(pred: np.ndarray, true: np.ndarray) -> pd.DataFrame:
     >>> a = np.array([[1, 1, 0, 2]]); b = np.array([[1, 0, 0, 2]])
     >>> match_instances(a, b)["iou"].tolist()
     [0.5, 1.0]
+
     """
     pred, true = np.asarray(pred).ravel(), np.asarray(true).ravel()
     if pred.shape != true.shape:
@@ -56,6 +57,7 @@ def instance_scores(pred: np.ndarray, true: np.ndarray, *, threshold: float = 0.
     >>> t = np.array([[1, 1, 0, 2, 2]]); p = np.array([[1, 1, 0, 0, 3]])
     >>> instance_scores(p, t)["f1"]
     0.5
+
     """
     pairs = match_instances(pred, true)
     true_ids = np.unique(true[true > 0])

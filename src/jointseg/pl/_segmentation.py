@@ -56,6 +56,7 @@ def segmentation(
     >>> import jointseg as jg
     >>> sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=5)
     >>> ax = jg.pl.segmentation(sdata, image_key="morphology", labels_key="true_cells")
+
     """
     image_key = resolve_key(sdata, "images", image_key)
     image = image_2d(sdata, image_key)

@@ -1,0 +1,22 @@
+import numpy as np
+import pytest
+
+import jointseg as jg
+
+
+@pytest.fixture
+def synth():
+    """Fresh synthetic SpatialData with ground truth (functions under test modify it in place)."""
+    return jg.datasets.synthetic(shape=(256, 256), n_cells=25, seed=3)
+
+
+@pytest.fixture
+def segmented(synth):
+    jg.pp.nuclei(synth, image_key="morphology")
+    jg.seg.expand_nuclei(synth, image_key="morphology", points_key="transcripts")
+    return synth
+
+
+def best_match_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over objects of ``a`` of their best IoU with an object of ``b``."""
+    return jg.metrics.instance_scores(b, a)["mean_iou"]

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import feature, filters, measure, segmentation
+from spatialdata.transformations import get_transformation
+
+import jointseg as jg
+
+
+def _otsu_watershed(image):
+    """The floor to beat: Otsu threshold + distance-transform watershed."""
+    smooth = filters.gaussian(image.astype(float), 1)
+    fg = smooth > filters.threshold_otsu(smooth)
+    dist = ndi.distance_transform_edt(fg)
+    peaks = feature.peak_local_max(dist, min_distance=7, labels=measure.label(fg))
+    markers = np.zeros(dist.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return segmentation.watershed(-dist, markers, mask=fg)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_beats_otsu_watershed_on_touching_uneven_noisy_nuclei(seed):
+    sdata = jg.datasets.synthetic(shape=(512, 512), n_cells=80, seed=seed, brightness_gradient=0.6, noise_sd=0.03)
+    jg.pp.nuclei(sdata, image_key="morphology")
+    truth = sdata["true_nuclei"].values
+    ours = jg.metrics.instance_scores(sdata["nuclei"].values, truth)
+    floor = jg.metrics.instance_scores(_otsu_watershed(sdata["morphology"].values[0]), truth)
+    assert ours["f1"] >= 0.97
+    assert ours["f1"] > floor["f1"]
+
+
+def test_tiled_equals_single_block(synth):
+    jg.pp.nuclei(synth, image_key="morphology", block_size=4096, key_added="whole")
+    jg.pp.nuclei(synth, image_key="morphology", block_size=96, key_added="tiled")
+    whole, tiled = synth["whole"].values, synth["tiled"].values
+    assert whole.max() == tiled.max() > 15
+    assert jg.metrics.instance_scores(tiled, whole)["mean_iou"] >= 0.99
+
+
+def test_output_element(synth):
+    jg.pp.nuclei(synth, image_key="morphology")
+    labels = synth["nuclei"]
+    assert labels.dims == ("y", "x") and labels.dtype == np.uint32
+    assert (
+        get_transformation(labels, get_all=True).keys() == get_transformation(synth["morphology"], get_all=True).keys()
+    )
+    ids = np.unique(labels.values)
+    np.testing.assert_array_equal(ids, np.arange(ids.max() + 1))  # 0..N, consecutive
+
+
+def test_refuses_overwrite_and_unknown_keys(synth):
+    jg.pp.nuclei(synth, image_key="morphology")
+    with pytest.raises(ValueError, match="already exists"):
+        jg.pp.nuclei(synth, image_key="morphology")
+    jg.pp.nuclei(synth, image_key="morphology", overwrite=True)
+    with pytest.raises(KeyError, match="available images: \\['morphology'\\]"):
+        jg.pp.nuclei(synth, image_key="dapi")
+
+
+def test_copy_leaves_input_untouched(synth):
+    out = jg.pp.nuclei(synth, image_key="morphology", copy=True)
+    assert "nuclei" in out.labels and "nuclei" not in synth.labels
+
+
+def test_channel_by_name(synth):
+    with pytest.raises(KeyError, match="channels: \\['DAPI'\\]"):
+        jg.pp.nuclei(synth, image_key="morphology", channel="PolyT")
+    jg.pp.nuclei(synth, image_key="morphology", channel="DAPI")
+    assert synth["nuclei"].values.max() > 0
+
+
+def test_blank_image_gives_no_nuclei(synth):
+    synth["morphology"].data[:] = 100
+    jg.pp.nuclei(synth, image_key="morphology")
+    assert synth["nuclei"].values.max() == 0
