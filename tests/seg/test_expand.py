@@ -62,7 +62,7 @@ def test_grow_nuclei_respects_foreground():
 
 
 def test_needs_nuclei_and_refuses_overwrite(synth):
-    with pytest.raises(KeyError, match="run jg.pp.nuclei"):
+    with pytest.raises(KeyError, match=r"run jg\.pp\.nuclei"):
         jg.seg.expand_nuclei(synth, image_key="morphology", points_key="transcripts")
     jg.pp.nuclei(synth, image_key="morphology")
     jg.seg.expand_nuclei(synth, image_key="morphology", points_key="transcripts")

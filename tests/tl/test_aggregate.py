@@ -32,7 +32,7 @@ def test_table_model_conventions(synth):
     assert (np.diff(ids) > 0).all() and list(table.obs_names) == [str(i) for i in ids]
     areas = np.bincount(synth["true_cells"].values.ravel())[ids]
     np.testing.assert_array_equal(table.obs["area"], areas)
-    yy, xx = np.indices(synth["true_cells"].shape)
+    _, xx = np.indices(synth["true_cells"].shape)
     lab = synth["true_cells"].values
     cx = np.bincount(lab.ravel(), xx.ravel())[ids] / areas * 0.2125
     np.testing.assert_allclose(table.obsm["spatial"][:, 0], cx)

@@ -118,7 +118,7 @@ def expand_nuclei(
             f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first "
             f"(available labels: {list(sdata.labels)})."
         )
-    check_outputs_free(sdata, [key_added, shapes_key, table_key], overwrite=overwrite)
+    check_outputs_free(sdata, [key_added, shapes_key, table_key], points_key, overwrite=overwrite)
     nuclei = labels_2d(sdata, nuclei_key).data
     shape = tuple(int(s) for s in nuclei.shape)
     px = pixel_size_um(sdata, image_key, coordinate_system)
@@ -148,6 +148,7 @@ def expand_nuclei(
     write_segmentation(
         sdata,
         da.block(rows),
+        index,
         image_key=image_key,
         points_key=points_key,
         nuclei_key=nuclei_key,

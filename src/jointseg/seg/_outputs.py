@@ -11,18 +11,20 @@ from spatialdata import SpatialData, relabel_sequential
 from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
-from jointseg._constants import UNS_KEY
+from jointseg._constants import POINTS_CELL_ID, UNS_KEY
+from jointseg._points import TranscriptIndex
 from jointseg._utils import check_new_key
 from jointseg.seg._shapes import labels_to_shapes
-from jointseg.tl._aggregate import aggregate
+from jointseg.tl._aggregate import aggregate_indexed, check_cell_id_column
 
 logger = logging.getLogger("jointseg")
 
 
-def check_outputs_free(sdata: SpatialData, keys: list[str], *, overwrite: bool) -> None:
-    """Raise before any work is done if an output element already exists."""
+def check_outputs_free(sdata: SpatialData, keys: list[str], points_key: str, *, overwrite: bool) -> None:
+    """Raise before any work is done if an output element or the points' cell id column exists."""
     for key in keys:
         check_new_key(sdata, key, overwrite=overwrite)
+    check_cell_id_column(sdata, points_key, POINTS_CELL_ID, overwrite=overwrite)
 
 
 def _store(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:
@@ -41,6 +43,7 @@ def _on_disk(sdata: SpatialData) -> set[str]:
 def write_segmentation(
     sdata: SpatialData,
     labels: da.Array,
+    index: TranscriptIndex,
     *,
     image_key: str,
     points_key: str,
@@ -54,7 +57,8 @@ def write_segmentation(
     overwrite: bool,
 ) -> None:
     """Add cell labels (renumbered 1..N, uint32, the image's grid and transformations), their
-    polygons and the count table; record ``params`` in ``table.uns["jointseg"][labels_key]``.
+    polygons and the count table (from ``index``, the transcripts on the image's pixel grid); record
+    ``params`` in ``table.uns["jointseg"][labels_key]``.
     """
     labels = relabel_sequential(labels.persist()).astype(np.uint32)
     element = Labels2DModel.parse(
@@ -62,14 +66,15 @@ def write_segmentation(
     )
     _store(sdata, labels_key, element, overwrite=overwrite)
     _store(sdata, shapes_key, labels_to_shapes(sdata[labels_key]), overwrite=overwrite)
-    aggregate(
+    aggregate_indexed(
         sdata,
+        index,
         labels_key=labels_key,
         points_key=points_key,
         nuclei_key=nuclei_key,
         table_key=table_key,
+        points_cell_id_key=POINTS_CELL_ID,
         coordinate_system=coordinate_system,
-        overwrite=overwrite,
     )
     table = sdata[table_key]
     table.uns[UNS_KEY][labels_key] = {"method": method, "shapes_key": shapes_key, **params}

@@ -156,16 +156,8 @@ def aggregate(
     labels_key = resolve_key(sdata, "labels", labels_key)
     points_key = resolve_key(sdata, "points", points_key)
     check_new_key(sdata, table_key, overwrite=overwrite)
-    points = sdata.points[points_key]
-    if points_cell_id_key in points.columns and not overwrite:
-        raise ValueError(
-            f"Points {points_key!r} already have a {points_cell_id_key!r} column (e.g. the vendor's own "
-            f"segmentation); pass points_cell_id_key='...' to keep it, or overwrite=True to replace it."
-        )
+    check_cell_id_column(sdata, points_key, points_cell_id_key, overwrite=overwrite)
     labels = labels_2d(sdata, labels_key)
-    nuclei = None if nuclei_key is None else labels_2d(sdata, resolve_key(sdata, "labels", nuclei_key)).data
-    if nuclei is not None and nuclei.shape != labels.shape:
-        raise ValueError(f"Nuclei {nuclei_key!r} {nuclei.shape} and labels {labels_key!r} {labels.shape} differ.")
     index = build_transcript_index(
         sdata,
         points_key,
@@ -174,6 +166,46 @@ def aggregate(
         block_size=block_size,
         coordinate_system=coordinate_system,
     )
+    aggregate_indexed(
+        sdata,
+        index,
+        labels_key=labels_key,
+        points_key=points_key,
+        nuclei_key=nuclei_key,
+        table_key=table_key,
+        points_cell_id_key=points_cell_id_key,
+        coordinate_system=coordinate_system,
+    )
+    return sdata if copy else None
+
+
+def check_cell_id_column(sdata: SpatialData, points_key: str, column: str, *, overwrite: bool) -> None:
+    """Refuse to replace an existing per-transcript column (e.g. the vendor's ``cell_id``)."""
+    if column in sdata.points[points_key].columns and not overwrite:
+        raise ValueError(
+            f"Points {points_key!r} already have a {column!r} column (e.g. the vendor's own "
+            f"segmentation); pass points_cell_id_key='...' to keep it, or overwrite=True to replace it."
+        )
+
+
+def aggregate_indexed(
+    sdata: SpatialData,
+    index: TranscriptIndex,
+    *,
+    labels_key: str,
+    points_key: str,
+    nuclei_key: str | None,
+    table_key: str,
+    points_cell_id_key: str,
+    coordinate_system: str,
+) -> None:
+    """:func:`aggregate` with an already built transcript index on the labels' pixel grid."""
+    labels = labels_2d(sdata, labels_key)
+    if tuple(labels.shape) != index.shape:
+        raise ValueError(f"Labels {labels_key!r} {labels.shape} do not match the transcript index {index.shape}.")
+    nuclei = None if nuclei_key is None else labels_2d(sdata, resolve_key(sdata, "labels", nuclei_key)).data
+    if nuclei is not None and nuclei.shape != labels.shape:
+        raise ValueError(f"Nuclei {nuclei_key!r} {nuclei.shape} and labels {labels_key!r} {labels.shape} differ.")
     assigned, stats, pairs = assign_transcripts(labels.data, index, nuclei)
     adata = _build_table(sdata, labels_key, index, assigned, stats, pairs, coordinate_system)
     adata.uns[UNS_KEY] = {
@@ -189,6 +221,7 @@ def aggregate(
     sdata[table_key] = TableModel.parse(adata, region=labels_key, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
     per_transcript = np.zeros(index.n_total, dtype=np.int64)
     per_transcript[index.order] = assigned
+    points = sdata.points[points_key]
     sdata.points[points_key] = _with_cell_ids(points, per_transcript, index.partition_lengths, points_cell_id_key)
     logger.info(
         "Aggregated %d of %d transcripts into %d cells of %r.",
@@ -197,7 +230,6 @@ def aggregate(
         adata.n_obs,
         labels_key,
     )
-    return sdata if copy else None
 
 
 def _build_table(sdata, labels_key, index, assigned, stats, pairs, coordinate_system) -> ad.AnnData:
