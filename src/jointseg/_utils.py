@@ -107,3 +107,16 @@ def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = D
     t = get_transformation(sdata[image_key], to_coordinate_system=coordinate_system)
     m = t.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
     return float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+
+
+def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:
+    """Add an element; when ``sdata`` is backed by a zarr store, also write it there right away
+    (replacing an earlier version on disk when ``overwrite``), so finished work survives a crash.
+    """
+    if sdata.is_backed() and overwrite:
+        on_disk = {path.split("/")[-1] for path in sdata.elements_paths_on_disk()}
+        if key in on_disk:
+            sdata.delete_element_from_disk(key)
+    sdata[key] = element
+    if sdata.is_backed():
+        sdata.write_element(key, overwrite=overwrite)

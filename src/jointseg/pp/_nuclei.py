@@ -14,7 +14,7 @@ from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import DEFAULT_CS, NUCLEI_KEY
-from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key
+from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key, store_element
 from jointseg.seg._tiling import segment_blockwise
 
 logger = logging.getLogger("jointseg")
@@ -199,7 +199,7 @@ def nuclei(
         transformations=get_transformation(sdata[image_key], get_all=True),
     )
     element.attrs["jointseg"] = {"method": "nuclei", "image_key": image_key, **asdict(params)}
-    sdata[key_added] = element
+    store_element(sdata, key_added, element, overwrite=overwrite)
     n = int(labels.max().compute())
     logger.info("Found %d nuclei in %r.", n, image_key)
     return sdata if copy else None

@@ -13,7 +13,7 @@ from spatialdata.transformations import get_transformation
 
 from jointseg._constants import POINTS_CELL_ID, UNS_KEY
 from jointseg._points import TranscriptIndex
-from jointseg._utils import check_new_key
+from jointseg._utils import check_new_key, store_element
 from jointseg.seg._shapes import labels_to_shapes
 from jointseg.tl._aggregate import aggregate_indexed, check_cell_id_column
 
@@ -25,19 +25,6 @@ def check_outputs_free(sdata: SpatialData, keys: list[str], points_key: str, *, 
     for key in keys:
         check_new_key(sdata, key, overwrite=overwrite)
     check_cell_id_column(sdata, points_key, POINTS_CELL_ID, overwrite=overwrite)
-
-
-def _store(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:
-    """Add an element, and write it to disk right away when ``sdata`` is backed by a zarr store."""
-    if key in sdata and overwrite and sdata.is_backed() and key in _on_disk(sdata):
-        sdata.delete_element_from_disk(key)
-    sdata[key] = element
-    if sdata.is_backed():
-        sdata.write_element(key, overwrite=overwrite)
-
-
-def _on_disk(sdata: SpatialData) -> set[str]:
-    return {path.split("/")[-1] for path in sdata.elements_paths_on_disk()}
 
 
 def write_segmentation(
@@ -64,8 +51,8 @@ def write_segmentation(
     element = Labels2DModel.parse(
         labels, dims=("y", "x"), transformations=get_transformation(sdata[image_key], get_all=True)
     )
-    _store(sdata, labels_key, element, overwrite=overwrite)
-    _store(sdata, shapes_key, labels_to_shapes(sdata[labels_key]), overwrite=overwrite)
+    store_element(sdata, labels_key, element, overwrite=overwrite)
+    store_element(sdata, shapes_key, labels_to_shapes(sdata[labels_key]), overwrite=overwrite)
     aggregate_indexed(
         sdata,
         index,
@@ -78,6 +65,5 @@ def write_segmentation(
     )
     table = sdata[table_key]
     table.uns[UNS_KEY][labels_key] = {"method": method, "shapes_key": shapes_key, **params}
-    if sdata.is_backed():
-        sdata.write_element(table_key, overwrite=True)
+    store_element(sdata, table_key, table, overwrite=True)
     logger.info("%s: %d cells -> %r, %r, %r.", method, table.n_obs, labels_key, shapes_key, table_key)

@@ -263,9 +263,9 @@ def _build_table(sdata, labels_key, index, assigned, stats, pairs, coordinate_sy
     )
     if len(pairs) or "nucleus" in pairs:
         best = pairs.sort_values(["id", "n", "nucleus"], ascending=[True, False, True]).drop_duplicates("id")
-        best = best.set_index("id").reindex(cell_ids)
-        obs["nucleus_id"] = best["nucleus"].fillna(0).to_numpy(np.int64)
-        obs["nucleus_area"] = best["n"].fillna(0).to_numpy(np.int64)
+        best = best.set_index("id")[["nucleus", "n"]].astype(np.int64).reindex(cell_ids, fill_value=0)
+        obs["nucleus_id"] = best["nucleus"].to_numpy()
+        obs["nucleus_area"] = best["n"].to_numpy()
     var = pd.DataFrame(index=pd.Index(index.genes[var_codes].astype(str), name=None))
     adata = ad.AnnData(X=counts, obs=obs, var=var, obsm={"spatial": spatial})
     adata.layers["counts"] = counts.copy()
