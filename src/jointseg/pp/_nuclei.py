@@ -9,7 +9,7 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import feature, filters, measure, segmentation
-from spatialdata import SpatialData, relabel_sequential
+from spatialdata import SpatialData, deepcopy, relabel_sequential
 from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
@@ -163,8 +163,6 @@ def nuclei(
 
     """
     if copy:
-        from spatialdata import deepcopy
-
         sdata = deepcopy(sdata)
     image_key = resolve_key(sdata, "images", image_key)
     check_new_key(sdata, key_added, overwrite=overwrite)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 
 import dask
-import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
-from spatialdata import SpatialData
+from spatialdata import SpatialData, deepcopy
 from spatialdata.models import Image2DModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import DEFAULT_CS, RNA_DENSITY_KEY
 from jointseg._points import TranscriptIndex, build_transcript_index
 from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key
-from jointseg.seg._tiling import BlockGrid
+from jointseg.seg._tiling import BlockGrid, array_from_blocks
 
 logger = logging.getLogger("jointseg")
 
@@ -137,8 +136,6 @@ def rna_density(
 
     """
     if copy:
-        from spatialdata import deepcopy
-
         sdata = deepcopy(sdata)
     image_key = resolve_key(sdata, "images", image_key)
     points_key = resolve_key(sdata, "points", points_key)
@@ -168,17 +165,12 @@ def rna_density(
             return location_map(index, window, sigma=sigma)[np.newaxis]
 
         kwargs = {"sigma": sigma_um / px}
-    ny, nx = grid.n_blocks
-    rows = []
-    for i in range(ny):
-        row = []
-        for j in range(nx):
-            blk = grid.block(i, j)
-            y0, y1, x0, x1 = blk.core
-            task = dask.delayed(fn, pure=True)(index, blk.core, **kwargs)
-            row.append(da.from_delayed(task, shape=(n_channels, y1 - y0, x1 - x0), dtype=np.float32))
-        rows.append(row)
-    data = da.block([rows])
+    data = array_from_blocks(
+        grid,
+        lambda blk: dask.delayed(fn, pure=True)(index, blk.core, **kwargs),
+        dtype=np.float32,
+        leading=(n_channels,),
+    )
     element = Image2DModel.parse(
         data,
         dims=("c", "y", "x"),

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dask
-import dask.array as da
 import numpy as np
 from skimage.segmentation import expand_labels
-from spatialdata import SpatialData
+from spatialdata import SpatialData, deepcopy
 
 from jointseg._constants import (
     CELL_LABELS_KEY,
@@ -19,7 +18,7 @@ from jointseg._points import TranscriptIndex, build_transcript_index
 from jointseg._utils import labels_2d, pixel_size_um, resolve_key
 from jointseg.pp._rna_density import transcript_density
 from jointseg.seg._outputs import check_outputs_free, write_segmentation
-from jointseg.seg._tiling import BlockGrid
+from jointseg.seg._tiling import BlockGrid, array_from_blocks
 
 
 def grow_nuclei(nuclei: np.ndarray, foreground: np.ndarray, *, distance: float) -> np.ndarray:
@@ -108,8 +107,6 @@ def expand_nuclei(
 
     """
     if copy:
-        from spatialdata import deepcopy
-
         sdata = deepcopy(sdata)
     image_key = resolve_key(sdata, "images", image_key)
     points_key = resolve_key(sdata, "points", points_key)
@@ -128,17 +125,13 @@ def expand_nuclei(
     distance = max_distance_um / px
     grid = BlockGrid(shape=shape, block_size=block_size, halo=int(np.ceil(distance)) + 2)
     min_count = min_density_per_um2 * px**2
-    rows = []
-    for i in range(grid.n_blocks[0]):
-        row = []
-        for j in range(grid.n_blocks[1]):
-            blk = grid.block(i, j)
-            y0, y1, x0, x1 = blk.core
-            task = dask.delayed(_expand_block, pure=True)(
-                nuclei[blk.ext_slices], index, blk.ext, blk.core, distance, density_sigma_um / px, min_count
-            )
-            row.append(da.from_delayed(task, shape=(y1 - y0, x1 - x0), dtype=np.int64))
-        rows.append(row)
+    labels = array_from_blocks(
+        grid,
+        lambda blk: dask.delayed(_expand_block, pure=True)(
+            nuclei[blk.ext_slices], index, blk.ext, blk.core, distance, density_sigma_um / px, min_count
+        ),
+        dtype=np.int64,
+    )
     params = {
         "nuclei_key": nuclei_key,
         "max_distance_um": max_distance_um,
@@ -147,7 +140,7 @@ def expand_nuclei(
     }
     write_segmentation(
         sdata,
-        da.block(rows),
+        labels,
         index,
         image_key=image_key,
         points_key=points_key,

@@ -87,6 +87,24 @@ class BlockGrid:
         )
 
 
+def array_from_blocks(
+    grid: BlockGrid, block_task: Callable[[Block], object], *, dtype, leading: tuple[int, ...] = ()
+) -> da.Array:
+    """Lazy array assembled from one delayed task per block of ``grid``.
+
+    ``block_task(block)`` returns a :func:`dask.delayed` value of shape ``leading + core shape``.
+    """
+    rows = []
+    for i in range(grid.n_blocks[0]):
+        row = []
+        for j in range(grid.n_blocks[1]):
+            blk = grid.block(i, j)
+            y0, y1, x0, x1 = blk.core
+            row.append(da.from_delayed(block_task(blk), shape=(*leading, y1 - y0, x1 - x0), dtype=dtype))
+        rows.append(row)
+    return da.block([rows] if leading else rows)
+
+
 def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
     """Keep the objects whose centroid lies in the block's core; give them global ids."""
     n = int(local.max())
@@ -174,23 +192,17 @@ def segment_blockwise(
         kept[blk.index] = dask.delayed(_segment_block, pure=True)(
             image[(*lead, *blk.ext_slices)], fn, blk, (i * nx + j) * stride, kwargs
         )
-    rows = []
-    for i in range(ny):
-        row = []
-        for j in range(nx):
-            blk = grid.block(i, j)
-            neighbours = [(i, j)] + [
-                (i + di, j + dj)
-                for di in (-1, 0, 1)
-                for dj in (-1, 0, 1)
-                if (di or dj) and 0 <= i + di < ny and 0 <= j + dj < nx
-            ]
-            pieces = [(grid.block(*n), kept[n]) for n in neighbours]
-            y0, y1, x0, x1 = blk.core
-            task = dask.delayed(_assemble, pure=True)(blk, pieces)
-            row.append(da.from_delayed(task, shape=(y1 - y0, x1 - x0), dtype=np.int64))
-        rows.append(row)
-    return da.block(rows)
+
+    def assemble(blk: Block):
+        i, j = blk.index
+        neighbours = [
+            (i + di, j + dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if 0 <= i + di < ny and 0 <= j + dj < nx
+        ]
+        neighbours.remove((i, j))
+        pieces = [(blk, kept[(i, j)])] + [(grid.block(*n), kept[n]) for n in neighbours]
+        return dask.delayed(_assemble, pure=True)(blk, pieces)
+
+    return array_from_blocks(grid, assemble, dtype=np.int64)
 
 
 def window_weights(size: int) -> np.ndarray:

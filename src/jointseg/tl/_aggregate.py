@@ -9,7 +9,7 @@ import dask
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from spatialdata import SpatialData
+from spatialdata import SpatialData, deepcopy
 from spatialdata.models import PointsModel, TableModel
 from spatialdata.transformations import get_transformation
 
@@ -150,8 +150,6 @@ def aggregate(
 
     """
     if copy:
-        from spatialdata import deepcopy
-
         sdata = deepcopy(sdata)
     labels_key = resolve_key(sdata, "labels", labels_key)
     points_key = resolve_key(sdata, "points", points_key)
@@ -285,4 +283,5 @@ def _with_cell_ids(points, cell_ids: np.ndarray, lengths: np.ndarray, column: st
     meta = points._meta.assign(**{column: np.zeros(0, np.int64)})
     out = points.map_partitions(_attach, meta=meta)
     out.attrs.update(points.attrs)
-    return PointsModel.validate(out) or out
+    PointsModel.validate(out)
+    return out
