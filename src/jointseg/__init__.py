@@ -2,7 +2,7 @@
 
 from importlib.metadata import version
 
-from jointseg import datasets, io, metrics, pl, pp, seg, tl
+from jointseg import datasets, io, metrics, models, pl, pp, seg, tl
 
-__all__ = ["datasets", "io", "metrics", "pl", "pp", "seg", "tl"]
+__all__ = ["datasets", "io", "metrics", "models", "pl", "pp", "seg", "tl"]
 __version__ = version("jointseg")

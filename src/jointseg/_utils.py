@@ -120,3 +120,12 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
     sdata[key] = element
     if sdata.is_backed():
         sdata.write_element(key, overwrite=overwrite)
+
+
+def sampled_percentiles(image, q: list[float], *, max_pixels: int = 4_000_000) -> np.ndarray:
+    """Percentiles ``q`` of a 2D (dask) array from a regular subsample of at most ~``max_pixels``,
+    so that every block of a tiled run shares one normalisation.
+    """
+    step = max(1, int(np.sqrt(image.size / max_pixels)))
+    sample = np.asarray(image[::step, ::step], dtype=np.float32)
+    return np.percentile(sample, q)

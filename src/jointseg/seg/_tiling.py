@@ -1,5 +1,4 @@
-"""Block grids with halos, blockwise instance segmentation with seamless stitching, and
-sliding-window averaging of dense fields.
+"""Block grids with halos, and blockwise instance segmentation with seamless stitching.
 
 Stitching rule for instances: each block is segmented on its core plus a halo; an object is kept
 only by the block whose core contains its centroid, and it is kept whole (it may reach into the
@@ -210,48 +209,3 @@ def window_weights(size: int) -> np.ndarray:
     ramp = np.minimum(np.arange(1, size + 1), np.arange(size, 0, -1)).astype(np.float32)
     ramp = np.minimum(ramp / max(size / 4, 1), 1.0)
     return np.outer(ramp, ramp)
-
-
-def sliding_window_average(
-    array: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], *, window: int, stride: int
-) -> np.ndarray:
-    """Apply ``predict`` to overlapping windows of a ``(C, H, W)`` array and blend the outputs.
-
-    Outputs of overlapping windows are averaged with weights that taper towards window edges, so a
-    field predicted this way has no seams. Arrays smaller than ``window`` are padded (reflect).
-
-    Parameters
-    ----------
-    array
-        Input ``(C, H, W)``.
-    predict
-        Maps a batch ``(N, C, window, window)`` to ``(N, K, window, window)``.
-    window, stride
-        Window edge and step in pixels (``stride < window`` for overlap).
-
-    Returns
-    -------
-    Blended ``(K, H, W)`` float32 field.
-
-    """
-    _, h, w = array.shape
-    ph, pw = max(window - h, 0), max(window - w, 0)
-    if ph or pw:
-        array = np.pad(array, ((0, 0), (0, ph), (0, pw)), mode="reflect")
-    hh, ww = array.shape[1:]
-    ys = sorted({*range(0, hh - window + 1, stride), hh - window})
-    xs = sorted({*range(0, ww - window + 1, stride), ww - window})
-    corners = [(y, x) for y in ys for x in xs]
-    weights = window_weights(window)
-    acc = None
-    norm = np.zeros((hh, ww), np.float32)
-    for start in range(0, len(corners), 8):
-        batch_corners = corners[start : start + 8]
-        batch = np.stack([array[:, y : y + window, x : x + window] for y, x in batch_corners])
-        out = np.asarray(predict(batch), dtype=np.float32)
-        if acc is None:
-            acc = np.zeros((out.shape[1], hh, ww), np.float32)
-        for (y, x), field in zip(batch_corners, out, strict=True):
-            acc[:, y : y + window, x : x + window] += field * weights
-            norm[y : y + window, x : x + window] += weights
-    return (acc / norm)[:, :h, :w]

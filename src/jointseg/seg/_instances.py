@@ -1,0 +1,154 @@
+"""Instances from a cell-probability map and a centre-offset field, and the reverse (training targets).
+
+GeneSegNet's paper (Eq. 4) assigns every foreground pixel ``p`` to the detected centre nearest
+``p + V(p)``. Here the centres are found from the votes themselves: every foreground pixel casts a
+vote at ``p + V(p)``, the vote histogram is smoothed, and its local maxima are the centres. All
+steps are whole-array operations (bincount, filters, one distance transform), O(pixels), with no
+per-cell or per-pixel Python loop; this is why the offset field was chosen over Cellpose-style
+flows, whose 200 Euler steps per pixel dominate the run time of Cellpose-like tools.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage.measure import label as connected_regions
+from skimage.segmentation import relabel_sequential
+
+
+def centre_offsets(labels: np.ndarray) -> np.ndarray:
+    """Offset ``(dy, dx)`` from every labelled pixel to its object's centroid; 0 on background.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> centre_offsets(np.array([[1, 1, 1]]))[1].tolist()
+    [[1.0, 0.0, -1.0]]
+
+    """
+    labels = np.asarray(labels)
+    flat = labels.ravel()
+    n = int(flat.max()) if flat.size else 0
+    yy, xx = np.indices(labels.shape, dtype=np.float64)
+    counts = np.maximum(np.bincount(flat, minlength=n + 1), 1)
+    cy = np.bincount(flat, yy.ravel(), minlength=n + 1) / counts
+    cx = np.bincount(flat, xx.ravel(), minlength=n + 1) / counts
+    out = np.stack([cy[labels] - yy, cx[labels] - xx]).astype(np.float32)
+    out[:, labels == 0] = 0
+    return out
+
+
+def _nearest_seed(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel, the label of the nearest seed pixel and the distance to it."""
+    if not seeds.any():
+        return np.zeros_like(seeds), np.full(seeds.shape, np.inf)
+    dist, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    return seeds[iy, ix], dist
+
+
+def keep_largest_piece(labels: np.ndarray) -> np.ndarray:
+    """Keep, of each label, only its largest 4-connected piece."""
+    pieces = connected_regions(labels, background=0, connectivity=1)
+    if pieces.max() == 0:
+        return labels
+    flat_p, flat_l = pieces.ravel(), labels.ravel()
+    size = np.bincount(flat_p)
+    owner = np.zeros(size.size, dtype=labels.dtype)
+    owner[flat_p] = flat_l
+    table = pd.DataFrame({"owner": owner[1:], "size": size[1:]}, index=np.arange(1, size.size))
+    best = table[table["owner"] > 0].sort_values("size", ascending=False).groupby("owner").head(1).index
+    keep = np.zeros(size.size, bool)
+    keep[best] = True
+    return np.where(keep[pieces], labels, 0)
+
+
+def fill_holes(labels: np.ndarray, *, max_hole_area: int) -> np.ndarray:
+    """Fill background holes of at most ``max_hole_area`` pixels enclosed by a single label."""
+    background, n = ndi.label(labels == 0)
+    if n == 0:
+        return labels
+    index = np.arange(1, n + 1)
+    big = np.iinfo(np.int64).max
+    above = ndi.maximum_filter(labels, size=3)
+    below = ndi.minimum_filter(np.where(labels > 0, labels, big), size=3)
+    hi = ndi.maximum(above, background, index)
+    lo = ndi.minimum(below, background, index)
+    size = np.bincount(background.ravel(), minlength=n + 1)[1:]
+    edge = np.unique(np.concatenate([background[[0, -1], :].ravel(), background[:, [0, -1]].ravel()]))
+    touches_edge = np.isin(index, edge)
+    fill = (hi == lo) & (hi > 0) & (size <= max_hole_area) & ~touches_edge
+    lut = np.zeros(n + 1, dtype=labels.dtype)
+    lut[1:][fill] = np.asarray(hi, dtype=labels.dtype)[fill]
+    return np.where(labels == 0, lut[background], labels)
+
+
+def instances_from_offsets(
+    probability: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    min_area: int = 100,
+    min_distance: int = 10,
+    vote_sigma: float = 2.0,
+    max_vote_distance: float = 10.0,
+) -> np.ndarray:
+    """Label cells from a probability map and a centre-offset field.
+
+    Parameters
+    ----------
+    probability
+        ``(H, W)`` cell probability.
+    offsets
+        ``(2, H, W)`` offset ``(dy, dx)`` from each pixel to its cell centre, in pixels.
+    threshold
+        Foreground = ``probability > threshold``.
+    min_area
+        Cells smaller than this (pixels) are dropped; their pixels go to the next-nearest centre.
+    min_distance
+        Smallest distance between two centres (pixels).
+    vote_sigma
+        Smoothing of the vote histogram (pixels).
+    max_vote_distance
+        A pixel whose vote lands farther than this from every centre stays unassigned.
+
+    Returns
+    -------
+    ``(H, W)`` int64 labels ``1..n``, each cell one connected piece with small holes filled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = np.zeros((40, 80), int); truth[5:35, 5:35] = 1; truth[5:35, 40:75] = 2
+    >>> lab = instances_from_offsets((truth > 0).astype(float), centre_offsets(truth), min_area=50)
+    >>> bool((lab == truth).all())
+    True
+
+    """
+    h, w = probability.shape
+    fg = probability > threshold
+    ys, xs = np.nonzero(fg)
+    vy = np.clip(np.rint(ys + offsets[0][fg]), 0, h - 1).astype(np.int64)
+    vx = np.clip(np.rint(xs + offsets[1][fg]), 0, w - 1).astype(np.int64)
+    votes = np.bincount(vy * w + vx, minlength=h * w).reshape(h, w).astype(np.float32)
+    density = ndi.gaussian_filter(votes, vote_sigma)
+    peak_floor = 0.5 / (2 * np.pi * vote_sigma**2)
+    peaks = (density == ndi.maximum_filter(density, size=2 * min_distance + 1)) & (density > peak_floor)
+    seeds, n = ndi.label(peaks)
+    for _ in range(2):  # second pass: without the centres whose cells were too small
+        nearest, dist = _nearest_seed(seeds)
+        assigned = np.where(dist[vy, vx] <= max_vote_distance, nearest[vy, vx], 0)
+        area = np.bincount(assigned, minlength=n + 1)
+        small = area < min_area
+        small[0] = False
+        if not small[1:].any():
+            break
+        seeds = np.where(small[seeds], 0, seeds)
+    out = np.zeros((h, w), dtype=np.int64)
+    out[ys, xs] = assigned
+    out = keep_largest_piece(out)
+    out = fill_holes(out, max_hole_area=min_area)
+    area = np.bincount(out.ravel())
+    area[0] = min_area
+    out[(area < min_area)[out]] = 0
+    return relabel_sequential(out)[0]
