@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Literal
 
 import numpy as np
@@ -37,7 +38,11 @@ def resolve_key(sdata: SpatialData, kind: ElementKind, key: str | None) -> str:
 
 
 def check_new_key(sdata: SpatialData, key: str, *, overwrite: bool) -> None:
-    """Refuse to replace an existing element named ``key`` unless ``overwrite`` is True."""
+    """Refuse to replace an existing element named ``key`` unless ``overwrite`` is True, and refuse
+    names SpatialData cannot store (before any work is done, not after it).
+    """
+    if not re.fullmatch(r"[\w.-]+", key or "", flags=re.ASCII):
+        raise ValueError(f"Invalid element name {key!r}: use only letters, digits, '_', '.' and '-'.")
     if key in sdata and not overwrite:
         raise ValueError(
             f"Element {key!r} already exists in the SpatialData object; pass overwrite=True to replace it "
