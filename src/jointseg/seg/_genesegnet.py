@@ -8,8 +8,10 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import dask
+import dask.array as da
 import numpy as np
 from spatialdata import SpatialData, deepcopy
 
@@ -102,6 +104,7 @@ def train_genesegnet(
     tile_size: int = 512,
     max_tiles: int = 24,
     min_cell_area_um2: float = 20.0,
+    centres: Literal["nuclei", "votes"] = "nuclei",
     device: str | None = None,
     seed: int = 0,
     coordinate_system: str = DEFAULT_CS,
@@ -148,12 +151,13 @@ def train_genesegnet(
     tiles = _training_tiles(shape, nuclei, tile_size, max_tiles, rng)
     distance = prior_expansion_um / px
     halo = int(np.ceil(distance)) + 2
-    inputs, labels = [], []
+    inputs, labels, seeds = [], [], []
     for y0, y1, x0, x1 in tiles:
         ext = (max(y0 - halo, 0), min(y1 + halo, shape[0]), max(x0 - halo, 0), min(x1 + halo, shape[1]))
         nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
         prior = _expand_block(nuc, index, ext, (y0, y1, x0, x1), distance, 2.0 / px, min_density_per_um2 * px**2)
         labels.append(prior)
+        seeds.append(nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]])
         inputs.append(inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1)))
     import torch
 
@@ -166,10 +170,16 @@ def train_genesegnet(
                 device, steps, max_rounds)  # fmt: skip
     log = self_train(
         model, inputs, labels, params, instance_kwargs=_instance_params(px, min_cell_area_um2), seed=seed,
-        progress=progress,
+        seeds=seeds if centres == "nuclei" else None, progress=progress,
     )  # fmt: skip
     log.update(
-        {"n_tiles": len(tiles), "tile_size": tile_size, "prior_expansion_um": prior_expansion_um, "device": device}
+        {
+            "n_tiles": len(tiles),
+            "tile_size": tile_size,
+            "prior_expansion_um": prior_expansion_um,
+            "centres": centres,
+            "device": device,
+        }
     )
     model.training_log = log
     return model
@@ -191,9 +201,11 @@ def predict_cells(
     window: int,
     stride: int,
     instance_kwargs: dict,
+    nuclei=None,
 ):
     """Lazy cell labels of a whole slide: fields per block on the global window grid, then instances
-    built blockwise on the stitched fields (see :func:`jointseg.seg.segment_blockwise`).
+    built blockwise on the stitched fields (see :func:`jointseg.seg.segment_blockwise`), with the
+    ``nuclei`` (lazy labels) as cell centres if given, else the peaks of the offset votes.
     """
     shape = tuple(int(s) for s in stain.shape)
     index_node = dask.delayed(inputs, pure=True)  # one graph node, not a copy per task
@@ -210,10 +222,14 @@ def predict_cells(
         )
 
     fields = array_from_blocks(BlockGrid(shape, block_size, 0), block_fields, dtype=np.float32, leading=(3,))
-    return segment_blockwise(
-        fields, lambda f, **kw: instances_from_offsets(f[0], f[1:], **kw), block_size=block_size, halo=halo,
-        **instance_kwargs,
-    )  # fmt: skip
+    if nuclei is not None:  # float64 holds label ids exactly up to 2**53
+        fields = da.concatenate([fields.astype(np.float64), nuclei.astype(np.float64)[None]], axis=0)
+    return segment_blockwise(fields, _instances_block, block_size=block_size, halo=halo, **instance_kwargs)
+
+
+def _instances_block(fields: np.ndarray, **kwargs) -> np.ndarray:
+    seeds = fields[3].astype(np.int64) if len(fields) > 3 else None
+    return instances_from_offsets(fields[0], fields[1:3], seeds=seeds, **kwargs)
 
 
 def genesegnet(
@@ -232,6 +248,7 @@ def genesegnet(
     sigma_um: float = 1.4,
     min_cell_area_um2: float = 20.0,
     max_cell_diameter_um: float = 30.0,
+    centres: Literal["nuclei", "votes"] = "nuclei",
     window: int = 256,
     stride: int = 224,
     block_size: int = 2048,
@@ -286,6 +303,10 @@ def genesegnet(
         Gaussian width of the RNA location map (the paper: 7 px at ~0.2 um/px).
     min_cell_area_um2, max_cell_diameter_um
         Smallest cell kept; largest expected cell (sets the halo between blocks).
+    centres
+        Cell centres: ``"nuclei"`` (default) sends every foreground pixel to the nucleus nearest
+        to where its offset points, so there is one cell per nucleus; ``"votes"`` finds centres as
+        peaks of the offset votes (the image and RNA alone, no nuclei needed at inference).
     window, stride
         Inference window and step in pixels (the paper's code: 256 / 240).
     block_size
@@ -326,6 +347,13 @@ def genesegnet(
     image_key = resolve_key(sdata, "images", image_key)
     points_key = resolve_key(sdata, "points", points_key)
     check_outputs_free(sdata, [key_added, shapes_key, table_key], points_key, overwrite=overwrite)
+    if centres not in ("nuclei", "votes"):
+        raise ValueError(f"centres must be 'nuclei' or 'votes', got {centres!r}.")
+    if centres == "nuclei" and nuclei_key not in sdata.labels:
+        raise KeyError(
+            f"No nuclei labels {nuclei_key!r} (needed with centres='nuclei'): run jg.pp.nuclei(sdata, "
+            f"image_key={image_key!r}) first, or pass centres='votes' (available labels: {list(sdata.labels)})."
+        )
     if window % 8 or not 0 < stride <= window:
         raise ValueError(f"window must be a multiple of 8 and 0 < stride <= window; got {window}, {stride}.")
     device = select_device(device)
@@ -334,7 +362,7 @@ def genesegnet(
         model = train_genesegnet(
             sdata, image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, channel=channel,
             prior_expansion_um=prior_expansion_um, sigma_um=sigma_um, steps=steps, max_rounds=max_rounds,
-            stop_iou=stop_iou, min_cell_area_um2=min_cell_area_um2, device=device, seed=seed,
+            stop_iou=stop_iou, min_cell_area_um2=min_cell_area_um2, centres=centres, device=device, seed=seed,
             coordinate_system=coordinate_system, progress=progress,
         )  # fmt: skip
     elif not isinstance(model, GeneSegNetModel):
@@ -366,12 +394,14 @@ def genesegnet(
         window=window,
         stride=stride,
         instance_kwargs=_instance_params(px, min_cell_area_um2),
+        nuclei=labels_2d(sdata, nuclei_key).data if centres == "nuclei" else None,
     )
     params = {
         "nuclei_key": nuclei_key,
         "sigma_um": model.sigma_um,
         "min_cell_area_um2": min_cell_area_um2,
         "max_cell_diameter_um": max_cell_diameter_um,
+        "centres": centres,
         "window": window,
         "stride": stride,
         "block_size": block_size,

@@ -92,6 +92,7 @@ def instances_from_offsets(
     min_distance: int = 10,
     vote_sigma: float = 2.0,
     max_vote_distance: float = 10.0,
+    seeds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Label cells from a probability map and a centre-offset field.
 
@@ -111,6 +112,9 @@ def instances_from_offsets(
         Smoothing of the vote histogram (pixels).
     max_vote_distance
         A pixel whose vote lands farther than this from every centre stays unassigned.
+    seeds
+        Optional ``(H, W)`` labels of known cell centres (e.g. nuclei): votes then go to the
+        nearest seed region instead of to peaks of the vote density.
 
     Returns
     -------
@@ -130,11 +134,15 @@ def instances_from_offsets(
     ys, xs = np.nonzero(fg)
     vy = np.clip(np.rint(ys + offsets[0][fg]), 0, h - 1).astype(np.int64)
     vx = np.clip(np.rint(xs + offsets[1][fg]), 0, w - 1).astype(np.int64)
-    votes = np.bincount(vy * w + vx, minlength=h * w).reshape(h, w).astype(np.float32)
-    density = ndi.gaussian_filter(votes, vote_sigma)
-    peak_floor = 0.5 / (2 * np.pi * vote_sigma**2)
-    peaks = (density == ndi.maximum_filter(density, size=2 * min_distance + 1)) & (density > peak_floor)
-    seeds, n = ndi.label(peaks)
+    if seeds is None:
+        votes = np.bincount(vy * w + vx, minlength=h * w).reshape(h, w).astype(np.float32)
+        density = ndi.gaussian_filter(votes, vote_sigma)
+        peak_floor = 0.5 / (2 * np.pi * vote_sigma**2)
+        peaks = (density == ndi.maximum_filter(density, size=2 * min_distance + 1)) & (density > peak_floor)
+        seeds, n = ndi.label(peaks)
+    else:
+        seeds, _, _ = relabel_sequential(np.asarray(seeds).astype(np.int64))
+        n = int(seeds.max())
     for _ in range(2):  # second pass: without the centres whose cells were too small
         nearest, dist = _nearest_seed(seeds)
         assigned = np.where(dist[vy, vx] <= max_vote_distance, nearest[vy, vx], 0)

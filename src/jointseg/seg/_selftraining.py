@@ -189,9 +189,12 @@ def self_train(
     *,
     instance_kwargs: dict,
     seed: int,
+    seeds: list[np.ndarray] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Recursive self-training rounds on training tiles; returns the training log."""
+    """Recursive self-training rounds on training tiles; returns the training log. ``seeds``
+    (one label image per tile, e.g. nuclei) fix the cell centres when labels are rebuilt.
+    """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     log = {"rounds": [], "params": {k: v for k, v in vars(params).items()}, "converged": False}
@@ -207,9 +210,10 @@ def self_train(
             progress=progress,
         )
         new_labels = []
-        for x in inputs:
+        for i, x in enumerate(inputs):
             fields = sliding_window_average(x, model.predict, window=params.window, stride=params.stride)
-            cells = instances_from_offsets(fields[0], fields[1:], **instance_kwargs)
+            tile_seeds = None if seeds is None else seeds[i]
+            cells = instances_from_offsets(fields[0], fields[1:], seeds=tile_seeds, **instance_kwargs)
             new_labels.append(smooth_cells(cells, fields[0], iterations=params.level_set_iterations))
         iou = mean_best_iou(labels, new_labels)
         entry = {
