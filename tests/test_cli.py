@@ -106,3 +106,15 @@ def test_demo_on_shipped_crop(tmp_path, capsys):
     assert "transcripts assigned" in out and "CC BY 4.0" in out
     assert (tmp_path / "segmentation.png").stat().st_size > 10_000
     assert isinstance(jg.io.read_zarr(tmp_path / "demo.zarr"), SpatialData)
+
+
+def test_segment_with_genesegnet_and_a_saved_model(xenium_store, tmp_path, capsys):
+    out = tmp_path / "gsn.zarr"
+    rc = main(["segment", str(xenium_store), str(out), "--method", "genesegnet", "--steps", "2", "--seed", "0"])
+    assert rc == 0, capsys.readouterr().err
+    assert "genesegnet:" in capsys.readouterr().out
+    result = jg.io.read_zarr(out)
+    params = result["table"].uns["jointseg"]["cell_labels"]
+    assert params["method"] == "genesegnet" and params["seed"] == 0
+    assert main(["segment", str(xenium_store), str(tmp_path / "x.zarr"), "--model", "m.pt"]) == 2
+    assert "does not apply" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 import time
@@ -17,7 +18,25 @@ logger = logging.getLogger("jointseg")
 def _methods() -> dict[str, Callable]:
     from jointseg import seg
 
-    return {"expand_nuclei": seg.expand_nuclei}
+    return {"expand_nuclei": seg.expand_nuclei, "genesegnet": seg.genesegnet}
+
+
+def method_options(method: str, args: argparse.Namespace) -> dict:
+    """The network options given on the command line that ``method`` takes; an option given
+    explicitly to a method that does not take it is an error.
+    """
+    accepted = inspect.signature(_methods()[method]).parameters
+    options = {"device": args.device, "seed": args.seed, "steps": args.steps, "model": args.model}
+    explicit = {"steps", "model"}
+    out = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in accepted:
+            out[name] = value
+        elif name in explicit:
+            raise ValueError(f"--{name} does not apply to method {method!r}.")
+    return out
 
 
 def check_inputs(sdata: SpatialData, image_key: str | None, points_key: str | None) -> tuple[str, str]:
@@ -84,6 +103,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         method=args.method,
         coordinate_system=args.coordinate_system,
         overwrite=args.overwrite,
+        **method_options(args.method, args),
     )
     jg.io.write_zarr(sdata, out, overwrite=args.overwrite)
     summary = jg.metrics.assignment_summary(sdata["table"])
@@ -166,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--coordinate-system", default="global")
         p.add_argument("--device", default=None, help="torch device for network methods (default: auto)")
         p.add_argument("--seed", type=int, default=0, help="random seed for network methods")
+        p.add_argument("--steps", type=int, default=None, help="training steps per round (network methods)")
+        p.add_argument("--model", default=None, help="saved model to apply instead of training (genesegnet)")
         p.add_argument("--overwrite", action="store_true", help="replace OUTPUT and existing result keys")
         p.set_defaults(func=_cmd_segment)
     p = sub.add_parser("demo", help="run the pipeline on the real Xenium breast crop")
