@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from tests.conftest import best_match_iou
 
 import jointseg as jg
 from jointseg.models import GeneSegNetModel, UNetConfig
-from tests.conftest import best_match_iou
 
 SMALL_NET = UNetConfig(widths=(8, 16, 32))
 FAST = {"steps": 4, "max_rounds": 1, "progress": False, "config": SMALL_NET}

@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import spatialdata
 
 import jointseg as jg
@@ -13,3 +15,18 @@ def test_backed_store_gets_each_element_written(tmp_path):
     assert {"nuclei", "cell_labels"} <= set(on_disk.labels)
     assert "cell_boundaries" in on_disk.shapes
     assert on_disk["table"].n_obs == sdata["table"].n_obs > 5
+
+
+def test_no_cells_is_a_clear_error_and_writes_nothing(synth):
+    import dask.array as da
+
+    from jointseg._points import build_transcript_index
+    from jointseg.seg._outputs import write_segmentation
+
+    index = build_transcript_index(synth, "transcripts", "morphology", shape=(256, 256), block_size=128)
+    empty = da.zeros((256, 256), dtype=np.int64, chunks=128)
+    with pytest.raises(ValueError, match="found no cells"):
+        write_segmentation(synth, empty, index, image_key="morphology", points_key="transcripts", nuclei_key=None,
+                           labels_key="cells", shapes_key="cell_shapes", table_key="cells_table", method="test",
+                           params={}, coordinate_system="global", overwrite=False)  # fmt: skip
+    assert "cells" not in synth and "cells_table" not in synth

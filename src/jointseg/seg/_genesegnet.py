@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -185,9 +186,24 @@ def train_genesegnet(
     return model
 
 
+#: One network call at a time per process: torch already uses every core for one call, and dask
+#: threads running several calls at once oversubscribe the cores (measured 3x slower on 2 cores).
+_NETWORK_LOCK = threading.Lock()
+
+
+def _predict_locked(model: GeneSegNetModel, batch: np.ndarray) -> np.ndarray:
+    with _NETWORK_LOCK:
+        return model.predict(batch)
+
+
 def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSegNetModel, window: int, stride: int):
     return predict_fields_on_region(
-        core, shape, lambda region: inputs.read(stain, origin, region), model.predict, window=window, stride=stride
+        core,
+        shape,
+        lambda region: inputs.read(stain, origin, region),
+        lambda batch: _predict_locked(model, batch),
+        window=window,
+        stride=stride,
     )
 
 

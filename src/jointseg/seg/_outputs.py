@@ -47,7 +47,10 @@ def write_segmentation(
     polygons and the count table (from ``index``, the transcripts on the image's pixel grid); record
     ``params`` in ``table.uns["jointseg"][labels_key]``.
     """
-    labels = relabel_sequential(labels.persist()).astype(np.uint32)
+    labels = labels.persist()
+    if not labels.max().compute():
+        raise ValueError(f"{method} found no cells; nothing was written. Check the inputs and the method's parameters.")
+    labels = relabel_sequential(labels).astype(np.uint32)
     element = Labels2DModel.parse(
         labels, dims=("y", "x"), transformations=get_transformation(sdata[image_key], get_all=True)
     )

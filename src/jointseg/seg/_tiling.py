@@ -125,7 +125,22 @@ def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
     return lut[local]
 
 
-def _segment_block(ext_image: np.ndarray, fn: Callable, block: Block, id_offset: int, kwargs: dict):
+def _segment_block(
+    neighbourhood: list[list[np.ndarray | None]],
+    origin: tuple[int, int],
+    fn: Callable,
+    block: Block,
+    id_offset: int,
+    kwargs: dict,
+):
+    """Segment ``block``'s extended window, cut from the chunks around it (``None`` off the image),
+    whose top-left pixel is ``origin``.
+    """
+    rows = [[c for c in row if c is not None] for row in neighbourhood]
+    area = np.concatenate([np.concatenate(row, axis=-1) for row in rows if row], axis=-2)
+    ey0, ey1, ex0, ex1 = block.ext
+    oy, ox = origin
+    ext_image = area[..., ey0 - oy : ey1 - oy, ex0 - ox : ex1 - ox]
     local = np.asarray(fn(ext_image, **kwargs))
     if local.shape != ext_image.shape[-2:]:
         raise ValueError(f"Block function returned shape {local.shape}, expected {ext_image.shape[-2:]}.")
@@ -184,19 +199,28 @@ def segment_blockwise(
     ext_area = (block_size + 2 * halo) ** 2
     stride = int(max_objects_per_block or ext_area) + 1
     ny, nx = grid.n_blocks
-    lead = (slice(None),) * (image.ndim - 2)
+    # One delayed chunk per block, from one optimised graph: every chunk is computed once even
+    # though up to 9 blocks read it (slicing the array per block would make dask fuse and recompute
+    # the chunk's producer for each reader).
+    image = image.rechunk(tuple(image.shape[:-2]) + grid.chunks)
+    chunks = image.to_delayed().reshape(ny, nx)
+    reach = -(-halo // block_size)  # chunks on each side that the halo reaches into
     kept = {}
     for blk in grid:
         i, j = blk.index
+        near = range(-reach, reach + 1)
+        neighbourhood = [
+            [chunks[i + di, j + dj] if 0 <= i + di < ny and 0 <= j + dj < nx else None for dj in near] for di in near
+        ]
+        origin = (max(i - reach, 0) * block_size, max(j - reach, 0) * block_size)
         kept[blk.index] = dask.delayed(_segment_block, pure=True)(
-            image[(*lead, *blk.ext_slices)], fn, blk, (i * nx + j) * stride, kwargs
+            neighbourhood, origin, fn, blk, (i * nx + j) * stride, kwargs
         )
 
     def assemble(blk: Block):
         i, j = blk.index
-        neighbours = [
-            (i + di, j + dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if 0 <= i + di < ny and 0 <= j + dj < nx
-        ]
+        near = range(-reach, reach + 1)
+        neighbours = [(i + di, j + dj) for di in near for dj in near if 0 <= i + di < ny and 0 <= j + dj < nx]
         neighbours.remove((i, j))
         pieces = [(blk, kept[(i, j)])] + [(grid.block(*n), kept[n]) for n in neighbours]
         return dask.delayed(_assemble, pure=True)(blk, pieces)
