@@ -73,9 +73,8 @@ jg.seg.genesegnet(slide, image_key="morphology", points_key="transcripts", model
 t_e2e = time.perf_counter() - start
 rows.append(("(d) end-to-end jg.seg.genesegnet", t_e2e))
 
-print(
-    f"\nGeneSegNet inference, synthetic {n}x{n} ({mpx:.1f} Mpx, {len(np.unique(cells)) - 1} cells), {device}, {cores} cores"
-)
+n_cells = len(np.unique(cells)) - 1
+print(f"\nGeneSegNet inference, synthetic {n}x{n} ({mpx:.1f} Mpx, {n_cells} cells), {device}, {cores} cores")
 print(f"{'stage':<48} {'wall s':>8} {'Mpx/s':>8} {'Mpx/s/core':>11}")
 for name, t in rows:
     print(f"{name:<48} {t:>8.2f} {mpx / t:>8.3f} {mpx / t / cores:>11.3f}")
