@@ -101,6 +101,7 @@ def train_genesegnet(
     max_rounds: int = 3,
     stop_iou: float = 0.93,
     batch_size: int = 8,
+    crop_size: int = 128,
     lr: float = 1e-3,
     tile_size: int = 512,
     max_tiles: int = 24,
@@ -112,6 +113,32 @@ def train_genesegnet(
     progress: bool = True,
 ) -> GeneSegNetModel:
     """Train GeneSegNet on a slide without annotations (see :func:`genesegnet`, which calls this).
+
+    Training reads up to ``max_tiles`` tiles of ``tile_size`` px (drawn at random among the tiles
+    that hold nuclei), builds their inputs and round-0 labels once, and trains on random crops.
+
+    Parameters
+    ----------
+    sdata, image_key, points_key, nuclei_key, channel
+        As in :func:`genesegnet`.
+    prior_expansion_um, min_density_per_um2
+        Round-0 labels: nuclei grown by up to ``prior_expansion_um`` where the transcript density
+        reaches ``min_density_per_um2`` (as :func:`jointseg.seg.expand_nuclei`).
+    sigma_um
+        Gaussian width of the RNA location map.
+    config
+        Network shape (default: widths 32-256 over 4 scales, one residual block per scale).
+    steps, max_rounds, stop_iou
+        Optimiser steps per round, round limit, and the label-agreement stop.
+    batch_size, crop_size, lr
+        Crops per step, crop edge in pixels (before scale jitter), and AdamW's peak learning rate
+        (one-cycle schedule, weight decay 1e-5).
+    tile_size, max_tiles
+        Training tiles.
+    min_cell_area_um2, centres
+        As in :func:`genesegnet`, for the labels rebuilt after each round.
+    device, seed, coordinate_system, progress
+        As in :func:`genesegnet`.
 
     Returns
     -------
@@ -164,9 +191,15 @@ def train_genesegnet(
 
     torch.manual_seed(seed)
     model = GeneSegNetModel.new(config or UNetConfig(), sigma_um=sigma_um, pixel_size_um=px, device=device)
-    params = TrainingParams(steps=steps, max_rounds=max_rounds, stop_iou=stop_iou, batch_size=batch_size, lr=lr)
-    crop = min(params.crop, tile_size)
-    params = TrainingParams(**{**vars(params), "crop": crop - crop % model.network.multiple})
+    crop = min(crop_size, tile_size)
+    params = TrainingParams(
+        steps=steps,
+        max_rounds=max_rounds,
+        stop_iou=stop_iou,
+        batch_size=batch_size,
+        crop=crop - crop % model.network.multiple,
+        lr=lr,
+    )
     logger.info("GeneSegNet: training on %d tiles of %d px (%s), %d steps x up to %d rounds", len(tiles), tile_size,
                 device, steps, max_rounds)  # fmt: skip
     log = self_train(
