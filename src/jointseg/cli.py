@@ -134,7 +134,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         subset = "small"
         sdata = jg.datasets.xenium_breast(subset=subset)
     print(f"Xenium human breast cancer crop ({subset}): Janesick et al. 2023, 10x Genomics, CC BY 4.0")
-    times = run_pipeline(sdata, image_key="morphology", points_key="transcripts", method="expand_nuclei")
+    options = {"steps": args.steps} if args.steps is not None else {}
+    times = run_pipeline(sdata, image_key="morphology", points_key="transcripts", method=args.method, **options)
     table = sdata["table"]
     summary = jg.metrics.assignment_summary(table)
     markers = jg.datasets.markers("breast")
@@ -142,7 +143,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     summary["mecr"] = jg.metrics.mecr(table, pairs)
     fig, axes = plt.subplots(1, 2, figsize=(16, 6.5))
     jg.pl.segmentation(sdata, image_key="morphology", nuclei_key="nuclei", ax=axes[0])
-    axes[0].set_title(f"expand_nuclei: {summary['n_cells']} cells (red), nuclei (cyan)")
+    axes[0].set_title(f"{args.method}: {summary['n_cells']} cells (red), nuclei (cyan)")
     h, w = sdata["morphology"].shape[-2:]
     zoom = (h // 2 - 200, h // 2 + 200, w // 2 - 300, w // 2 + 300)
     jg.pl.segmentation(sdata, image_key="morphology", points_key="transcripts", region=zoom, ax=axes[1])
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the pipeline on the real Xenium breast crop")
     p.add_argument("--out", default="results/demo", help="output folder")
     p.add_argument("--subset", default="full", choices=["full", "small"])
+    p.add_argument("--method", default="expand_nuclei", choices=sorted(_methods()))
+    p.add_argument("--steps", type=int, default=None, help="training steps per round (network methods)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
