@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150]`` (fetches
 GeneSegNet is trained once on the crop and applied with nuclei as cell centres (the default) and
 with centres found from its own offset votes. Prints one table: cells, fraction of transcripts
 assigned, median transcripts per cell, MECR on the exclusive marker pairs of the shipped breast
-tables, cell calling (delta = 3, 5, 7 px), median convexity, elongation and area. The Xenium row uses the vendor's per-transcript cell ids (no
-polygons ship with the crop, so its shape and cell-calling columns are empty).
+tables, cell calling (delta = 3, 5, 7 px), median convexity, elongation and area. The Xenium row
+uses the vendor's per-transcript cell ids (no polygons ship with the crop, so its shape and
+cell-calling columns are empty).
 """
 
 import argparse
