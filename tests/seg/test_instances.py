@@ -88,3 +88,30 @@ def test_rotated_offsets_match_offsets_of_rotated_labels(k):
     rotated = rotate_offsets(torch.from_numpy(centre_offsets(lab)), k).numpy()
     expected = centre_offsets(np.rot90(lab, k).copy())
     np.testing.assert_allclose(rotated, expected, atol=1e-4)
+
+
+def test_centre_offsets_point_to_the_anchor_centroid():
+    lab = np.zeros((20, 40), int)
+    lab[5:15, 5:35] = 1
+    anchors = np.zeros_like(lab)
+    anchors[8:12, 8:12] = 7  # the nucleus sits at the left end of the cell
+    off = centre_offsets(lab, anchors)
+    yy, xx = np.indices(lab.shape)
+    m = lab == 1
+    np.testing.assert_allclose(yy[m] + off[0][m], 9.5, atol=1e-4)
+    np.testing.assert_allclose(xx[m] + off[1][m], 9.5, atol=1e-4)
+
+
+def test_seeded_instances_follow_votes_and_fall_back_to_the_nearest_seed():
+    lab = np.zeros((40, 80), int)
+    lab[5:35, 5:40] = 1
+    lab[5:35, 40:75] = 2
+    nuclei = np.zeros_like(lab)
+    nuclei[15:25, 12:22] = 1
+    nuclei[15:25, 58:68] = 2
+    off = centre_offsets(lab, nuclei)
+    out = instances_from_offsets((lab > 0).astype(float), off, seeds=nuclei, min_area=50, max_vote_distance=3)
+    assert (out == lab).all()
+    # votes thrown far away from every nucleus: each pixel goes to the nucleus nearest to it
+    out = instances_from_offsets((lab > 0).astype(float), off + 100, seeds=nuclei, min_area=50, max_vote_distance=3)
+    assert (out[lab > 0] > 0).all() and out[20, 10] != out[20, 70]

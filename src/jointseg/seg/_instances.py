@@ -17,8 +17,11 @@ from skimage.measure import label as connected_regions
 from skimage.segmentation import relabel_sequential
 
 
-def centre_offsets(labels: np.ndarray) -> np.ndarray:
-    """Offset ``(dy, dx)`` from every labelled pixel to its object's centroid; 0 on background.
+def centre_offsets(labels: np.ndarray, anchors: np.ndarray | None = None) -> np.ndarray:
+    """Offset ``(dy, dx)`` from every labelled pixel to its object's centre; 0 on background.
+
+    The centre is the centroid of the object's pixels that are also ``anchors`` (e.g. its nucleus)
+    when it has any, else the centroid of the whole object.
 
     Examples
     --------
@@ -31,12 +34,21 @@ def centre_offsets(labels: np.ndarray) -> np.ndarray:
     flat = labels.ravel()
     n = int(flat.max()) if flat.size else 0
     yy, xx = np.indices(labels.shape, dtype=np.float64)
-    counts = np.maximum(np.bincount(flat, minlength=n + 1), 1)
-    cy = np.bincount(flat, yy.ravel(), minlength=n + 1) / counts
-    cx = np.bincount(flat, xx.ravel(), minlength=n + 1) / counts
+    cy, cx = _centroids(flat, yy.ravel(), xx.ravel(), n)
+    if anchors is not None:
+        inside = (np.asarray(anchors) > 0).ravel()
+        ay, ax = _centroids(flat[inside], yy.ravel()[inside], xx.ravel()[inside], n)
+        anchored = np.bincount(flat[inside], minlength=n + 1) > 0
+        cy, cx = np.where(anchored, ay, cy), np.where(anchored, ax, cx)
     out = np.stack([cy[labels] - yy, cx[labels] - xx]).astype(np.float32)
     out[:, labels == 0] = 0
     return out
+
+
+def _centroids(ids: np.ndarray, y: np.ndarray, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid of the points of each id ``0..n`` (0 where an id has none)."""
+    counts = np.maximum(np.bincount(ids, minlength=n + 1), 1)
+    return np.bincount(ids, y, minlength=n + 1) / counts, np.bincount(ids, x, minlength=n + 1) / counts
 
 
 def _nearest_seed(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,10 +123,11 @@ def instances_from_offsets(
     vote_sigma
         Smoothing of the vote histogram (pixels).
     max_vote_distance
-        A pixel whose vote lands farther than this from every centre stays unassigned.
+        A pixel whose vote lands farther than this from every centre stays unassigned (with
+        ``seeds``: goes to the seed nearest to the pixel itself).
     seeds
-        Optional ``(H, W)`` labels of known cell centres (e.g. nuclei): votes then go to the
-        nearest seed region instead of to peaks of the vote density.
+        Optional ``(H, W)`` labels of the cells' anchors (e.g. nuclei): the centres are then the
+        seeds' centroids instead of the peaks of the vote density.
 
     Returns
     -------
@@ -134,18 +147,26 @@ def instances_from_offsets(
     ys, xs = np.nonzero(fg)
     vy = np.clip(np.rint(ys + offsets[0][fg]), 0, h - 1).astype(np.int64)
     vx = np.clip(np.rint(xs + offsets[1][fg]), 0, w - 1).astype(np.int64)
-    if seeds is None:
+    anchored = seeds is not None
+    if not anchored:
         votes = np.bincount(vy * w + vx, minlength=h * w).reshape(h, w).astype(np.float32)
         density = ndi.gaussian_filter(votes, vote_sigma)
         peak_floor = 0.5 / (2 * np.pi * vote_sigma**2)
         peaks = (density == ndi.maximum_filter(density, size=2 * min_distance + 1)) & (density > peak_floor)
         seeds, n = ndi.label(peaks)
     else:
-        seeds, _, _ = relabel_sequential(np.asarray(seeds).astype(np.int64))
-        n = int(seeds.max())
+        regions, _, _ = relabel_sequential(np.asarray(seeds).astype(np.int64))
+        n = int(regions.max())
+        ry, rx = np.nonzero(regions)
+        cy, cx = _centroids(regions[ry, rx], ry.astype(float), rx.astype(float), n)
+        seeds = np.zeros((h, w), dtype=np.int64)
+        seeds[np.rint(cy[1:]).astype(int), np.rint(cx[1:]).astype(int)] = np.arange(1, n + 1)
     for _ in range(2):  # second pass: without the centres whose cells were too small
         nearest, dist = _nearest_seed(seeds)
-        assigned = np.where(dist[vy, vx] <= max_vote_distance, nearest[vy, vx], 0)
+        # A vote that lands far from every centre is unreliable: with known anchors the pixel goes
+        # to the anchor nearest to itself instead; without them it stays unassigned.
+        fallback = nearest[ys, xs] if anchored else 0
+        assigned = np.where(dist[vy, vx] <= max_vote_distance, nearest[vy, vx], fallback)
         area = np.bincount(assigned, minlength=n + 1)
         small = area < min_area
         small[0] = False

@@ -57,13 +57,15 @@ class TileTargets:
     offset_weight: np.ndarray
 
     @classmethod
-    def from_labels(cls, labels: np.ndarray) -> TileTargets:
-        """Targets of a labelled tile; cells cut by the tile edge get no offset target (their
-        centroid is unknown).
+    def from_labels(cls, labels: np.ndarray, anchors: np.ndarray | None = None) -> TileTargets:
+        """Targets of a labelled tile: offsets point to each cell's centre (the centroid of its
+        ``anchors`` pixels, e.g. its nucleus, if any; see :func:`centre_offsets`). Cells cut by the
+        tile edge get no offset target (their centre is unknown).
         """
         edge_ids = np.unique(np.concatenate([labels[[0, -1], :].ravel(), labels[:, [0, -1]].ravel()]))
         weight = (labels > 0) & ~np.isin(labels, edge_ids[edge_ids > 0])
-        return cls((labels > 0).astype(np.float32), centre_offsets(labels), weight.astype(np.float32))
+        offsets = centre_offsets(labels, anchors)
+        return cls((labels > 0).astype(np.float32), offsets, weight.astype(np.float32))
 
 
 def rotate_offsets(offsets: torch.Tensor, k: int) -> torch.Tensor:
@@ -126,9 +128,11 @@ def train_round(
     *,
     desc: str,
     progress: bool,
+    anchors: list[np.ndarray] | None = None,
 ) -> list[float]:
     """Train for ``params.steps`` steps on the tiles; returns the loss of every step."""
-    targets = [TileTargets.from_labels(lab) for lab in labels]
+    anchors = anchors or [None] * len(labels)
+    targets = [TileTargets.from_labels(lab, anc) for lab, anc in zip(labels, anchors, strict=True)]
     net = model.network
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
@@ -193,7 +197,8 @@ def self_train(
     progress: bool = True,
 ) -> dict:
     """Recursive self-training rounds on training tiles; returns the training log. ``seeds``
-    (one label image per tile, e.g. nuclei) fix the cell centres when labels are rebuilt.
+    (one label image per tile, e.g. nuclei) are the cells' centres: offsets are trained to point
+    to them, and they anchor the cells when labels are rebuilt.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -208,6 +213,7 @@ def self_train(
             rng,
             desc=f"GeneSegNet round {rnd + 1}/{params.max_rounds}",
             progress=progress,
+            anchors=seeds,
         )
         new_labels = []
         for i, x in enumerate(inputs):
