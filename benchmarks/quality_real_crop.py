@@ -84,4 +84,5 @@ print(df.round(3).to_string())
 print("\nwall time (s):", {k: round(v, 1) for k, v in times.items()})
 for r in model.training_log["rounds"]:
     print(f"round {r['round']}: loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['n_cells']} cells, "
-          f"IoU with previous labels {r['label_iou_with_previous']:.3f}, {r['seconds']:.0f} s")  # fmt: skip
+          f"foreground {r['foreground_fraction']:.1%}, IoU with previous labels {r['label_iou_with_previous']:.3f}, "
+          f"{r['seconds']:.0f} s")  # fmt: skip

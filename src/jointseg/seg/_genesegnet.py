@@ -20,7 +20,7 @@ from jointseg._constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NU
 from jointseg._points import TranscriptIndex, build_transcript_index
 from jointseg._utils import image_2d, labels_2d, pixel_size_um, resolve_key, sampled_percentiles, select_device
 from jointseg.models import GeneSegNetModel, UNetConfig
-from jointseg.pp._rna_density import location_map
+from jointseg.pp._rna_density import location_map, transcript_density
 from jointseg.seg._expand import _expand_block
 from jointseg.seg._fields import covering_windows, predict_fields_on_region, window_origins
 from jointseg.seg._instances import instances_from_offsets
@@ -179,12 +179,14 @@ def train_genesegnet(
     tiles = _training_tiles(shape, nuclei, tile_size, max_tiles, rng)
     distance = prior_expansion_um / px
     halo = int(np.ceil(distance)) + 2
-    inputs, labels, seeds = [], [], []
+    inputs, labels, seeds, foreground = [], [], [], []
+    min_count = min_density_per_um2 * px**2
     for y0, y1, x0, x1 in tiles:
         ext = (max(y0 - halo, 0), min(y1 + halo, shape[0]), max(x0 - halo, 0), min(x1 + halo, shape[1]))
         nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
-        prior = _expand_block(nuc, index, ext, (y0, y1, x0, x1), distance, 2.0 / px, min_density_per_um2 * px**2)
+        prior = _expand_block(nuc, index, ext, (y0, y1, x0, x1), distance, 2.0 / px, min_count)
         labels.append(prior)
+        foreground.append(transcript_density(index, (y0, y1, x0, x1), sigma=2.0 / px) >= min_count)
         seeds.append(nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]])
         inputs.append(inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1)))
     import torch
@@ -204,7 +206,7 @@ def train_genesegnet(
                 device, steps, max_rounds)  # fmt: skip
     log = self_train(
         model, inputs, labels, params, instance_kwargs=_instance_params(px, min_cell_area_um2), seed=seed,
-        seeds=seeds if centres == "nuclei" else None, progress=progress,
+        seeds=seeds if centres == "nuclei" else None, foreground=foreground, progress=progress,
     )  # fmt: skip
     log.update(
         {

@@ -3,7 +3,8 @@
 Round 0 labels come from the nuclei prior (nuclei grown into the transcript foreground). Each
 round trains the network on the current labels (augmented: flips, 90-degree rotations, scale
 jitter), predicts on the training tiles, builds instances, fills holes, drops small masks and
-smooths every cell with a morphological Chan-Vese level set; the result is the next round's labels.
+smooths every cell with a morphological Chan-Vese level set; the result, kept inside the transcript
+foreground that bounded round 0, is the next round's labels.
 Rounds stop when consecutive label sets agree (mean best-match IoU above ``stop_iou``).
 
 Deviation from the released code, for a CPU budget: rounds after the first continue from the
@@ -156,7 +157,8 @@ def train_round(
 def smooth_cells(labels: np.ndarray, probability: np.ndarray, *, iterations: int, margin: int = 4) -> np.ndarray:
     """Level-set smoothing of each cell's own mask: morphological Chan-Vese (region term on the
     cell probability, where other cells count as background; curvature smoothing), started from the
-    mask. A cell only keeps or gains pixels that are its own or unassigned.
+    mask. A cell keeps only its own pixels and gains only unassigned ones of probability > 0.5:
+    smoothing must not grow cells into the background round after round.
     """
     if iterations <= 0:
         return labels
@@ -169,7 +171,8 @@ def smooth_cells(labels: np.ndarray, probability: np.ndarray, *, iterations: int
         own = crop == region.label
         image = np.where((crop == 0) | own, probability[y0:y1, x0:x1], 0.0)
         smooth = morphological_chan_vese(image, num_iter=iterations, init_level_set=own, smoothing=1).astype(bool)
-        claim = smooth & ((crop == 0) | own) & (out[y0:y1, x0:x1] == 0)
+        gain = (crop == 0) & (probability[y0:y1, x0:x1] > 0.5)
+        claim = smooth & (own | gain) & (out[y0:y1, x0:x1] == 0)
         out[y0:y1, x0:x1][claim] = region.label
     return out
 
@@ -194,11 +197,15 @@ def self_train(
     instance_kwargs: dict,
     seed: int,
     seeds: list[np.ndarray] | None = None,
+    foreground: list[np.ndarray] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Recursive self-training rounds on training tiles; returns the training log. ``seeds``
-    (one label image per tile, e.g. nuclei) are the cells' centres: offsets are trained to point
-    to them, and they anchor the cells when labels are rebuilt.
+    """Recursive self-training rounds on training tiles; returns the training log.
+
+    ``seeds`` (one label image per tile, e.g. nuclei) are the cells' centres: offsets are trained
+    to point to them, and they anchor the cells when labels are rebuilt. ``foreground`` (one mask
+    per tile) bounds the rebuilt cells: without it the foreground of a network trained on its own
+    output grows round after round (measured on the real crop: 90% -> 96% -> 99% of the tiles).
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -220,6 +227,8 @@ def self_train(
             fields = sliding_window_average(x, model.predict, window=params.window, stride=params.stride)
             tile_seeds = None if seeds is None else seeds[i]
             cells = instances_from_offsets(fields[0], fields[1:], seeds=tile_seeds, **instance_kwargs)
+            if foreground is not None:  # cells stay where the transcripts are, as in round 0
+                cells = np.where(foreground[i], cells, 0)
             new_labels.append(smooth_cells(cells, fields[0], iterations=params.level_set_iterations))
         iou = mean_best_iou(labels, new_labels)
         entry = {
@@ -228,6 +237,7 @@ def self_train(
             "loss_last": float(np.mean(losses[-max(len(losses) // 10, 1) :])),
             "label_iou_with_previous": iou,
             "n_cells": int(sum(int(lab.max()) for lab in new_labels)),
+            "foreground_fraction": float(np.mean([(lab > 0).mean() for lab in new_labels])),
             "seconds": time.perf_counter() - start,
         }
         log["rounds"].append(entry)
