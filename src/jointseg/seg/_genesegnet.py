@@ -14,6 +14,7 @@ from typing import Literal
 import dask
 import dask.array as da
 import numpy as np
+import torch
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
@@ -189,9 +190,7 @@ def train_genesegnet(
         foreground.append(transcript_density(index, (y0, y1, x0, x1), sigma=2.0 / px) >= min_count)
         seeds.append(nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]])
         inputs.append(inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1)))
-    import torch
-
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # initial weights
     model = GeneSegNetModel.new(config or UNetConfig(), sigma_um=sigma_um, pixel_size_um=px, device=device)
     crop = min(crop_size, tile_size)
     params = TrainingParams(
