@@ -4,6 +4,7 @@ residual U-Net, self-trained on the slide from the nuclei prior, applied tile by
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -159,22 +160,77 @@ def train_genesegnet(
     """
     image_key = resolve_key(sdata, "images", image_key)
     points_key = resolve_key(sdata, "points", points_key)
+    _check_training_inputs(sdata, nuclei_key, image_key, steps=steps, max_rounds=max_rounds, batch_size=batch_size)
+    index = _transcript_index(sdata, points_key, image_key, channel, coordinate_system)
+    return _train(
+        sdata, index, image_key=image_key, nuclei_key=nuclei_key, channel=channel,
+        prior_expansion_um=prior_expansion_um, min_density_per_um2=min_density_per_um2, sigma_um=sigma_um,
+        config=config, steps=steps, max_rounds=max_rounds, stop_iou=stop_iou, batch_size=batch_size,
+        crop_size=crop_size, lr=lr, tile_size=tile_size, max_tiles=max_tiles, min_cell_area_um2=min_cell_area_um2,
+        centres=centres, device=device, seed=seed, coordinate_system=coordinate_system, progress=progress,
+    )  # fmt: skip
+
+
+def _check_training_inputs(sdata: SpatialData, nuclei_key: str, image_key: str, **counts: int) -> None:
     if nuclei_key not in sdata.labels:
         raise KeyError(
             f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first, or pass a "
             f"trained model (available labels: {list(sdata.labels)})."
         )
-    for name, value in {"steps": steps, "max_rounds": max_rounds, "batch_size": batch_size}.items():
+    for name, value in counts.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}.")
+
+
+def _training_defaults() -> dict:
+    """Defaults of :func:`train_genesegnet`'s training options (one source for both entry points)."""
+    params = inspect.signature(train_genesegnet).parameters
+    skip = {"sdata", "points_key"}
+    return {k: p.default for k, p in params.items() if k not in skip and p.default is not inspect.Parameter.empty}
+
+
+def _transcript_index(sdata, points_key, image_key, channel, coordinate_system) -> TranscriptIndex:
+    """The transcripts on the stain's pixel grid, read once and shared by training and inference
+    (512 px buckets serve both the training tiles and the inference windows).
+    """
+    shape = tuple(int(s) for s in image_2d(sdata, image_key, channel=channel).shape)
+    return build_transcript_index(
+        sdata, points_key, image_key, shape=shape, block_size=512, coordinate_system=coordinate_system
+    )
+
+
+def _train(
+    sdata: SpatialData,
+    index: TranscriptIndex,
+    *,
+    image_key: str,
+    nuclei_key: str,
+    channel: int | str | None,
+    prior_expansion_um: float,
+    min_density_per_um2: float,
+    sigma_um: float,
+    config: UNetConfig | None,
+    steps: int,
+    max_rounds: int,
+    stop_iou: float,
+    batch_size: int,
+    crop_size: int,
+    lr: float,
+    tile_size: int,
+    max_tiles: int,
+    min_cell_area_um2: float,
+    centres: str,
+    device: str | None,
+    seed: int,
+    coordinate_system: str,
+    progress: bool,
+) -> GeneSegNetModel:
+    """:func:`train_genesegnet` on an already built transcript index."""
     device = select_device(device)
     stain = image_2d(sdata, image_key, channel=channel).data
     nuclei = labels_2d(sdata, nuclei_key).data
     shape = tuple(int(s) for s in stain.shape)
     px = pixel_size_um(sdata, image_key, coordinate_system)
-    index = build_transcript_index(
-        sdata, points_key, image_key, shape=shape, block_size=tile_size, coordinate_system=coordinate_system
-    )
     inputs_reader = _slide_inputs(stain, index, sigma_um / px)
     rng = np.random.default_rng(seed)
     tiles = _training_tiles(shape, nuclei, tile_size, max_tiles, rng)
@@ -407,14 +463,19 @@ def genesegnet(
     if window % 8 or not 0 < stride <= window:
         raise ValueError(f"window must be a multiple of 8 and 0 < stride <= window; got {window}, {stride}.")
     device = select_device(device)
-    start = time.perf_counter()
     if model is None:
-        model = train_genesegnet(
-            sdata, image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, channel=channel,
-            prior_expansion_um=prior_expansion_um, sigma_um=sigma_um, steps=steps, max_rounds=max_rounds,
-            stop_iou=stop_iou, min_cell_area_um2=min_cell_area_um2, centres=centres, device=device, seed=seed,
-            coordinate_system=coordinate_system, progress=progress,
-        )  # fmt: skip
+        _check_training_inputs(sdata, nuclei_key, image_key, steps=steps, max_rounds=max_rounds)
+    start = time.perf_counter()
+    index = _transcript_index(sdata, points_key, image_key, channel, coordinate_system)
+    if model is None:
+        options = {
+            **_training_defaults(),
+            "image_key": image_key, "nuclei_key": nuclei_key, "channel": channel,
+            "prior_expansion_um": prior_expansion_um, "sigma_um": sigma_um, "steps": steps, "max_rounds": max_rounds,
+            "stop_iou": stop_iou, "min_cell_area_um2": min_cell_area_um2, "centres": centres, "device": device,
+            "seed": seed, "coordinate_system": coordinate_system, "progress": progress,
+        }  # fmt: skip
+        model = _train(sdata, index, **options)
     elif not isinstance(model, GeneSegNetModel):
         model = GeneSegNetModel.load(model, device=device)
     else:
@@ -425,16 +486,12 @@ def genesegnet(
         model.save(save_model)
     trained_s = time.perf_counter() - start
     stain = image_2d(sdata, image_key, channel=channel).data
-    shape = tuple(int(s) for s in stain.shape)
     px = pixel_size_um(sdata, image_key, coordinate_system)
     if abs(px / model.pixel_size_um - 1) > 0.1:
         logger.warning(
             "GeneSegNet model was trained at %.3f um/px; this image has %.3f um/px (inputs are not resampled).",
             model.pixel_size_um, px,
         )  # fmt: skip
-    index = build_transcript_index(
-        sdata, points_key, image_key, shape=shape, block_size=block_size, coordinate_system=coordinate_system
-    )
     labels = predict_cells(
         stain,
         _slide_inputs(stain, index, model.sigma_um / px),
