@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jointseg.models._files import load_model_file, save_model_file
 from jointseg.models._unet import ResidualUNet, UNetConfig
 
 #: Identifies files written by :meth:`GeneSegNetModel.save`; bumped when the layout changes.
@@ -81,31 +82,21 @@ class GeneSegNetModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write weights (float32), network shape, input settings and training log to ``path``."""
-        state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
-        torch.save(
-            {
-                "format": FORMAT,
-                "version": FORMAT_VERSION,
-                "config": self.network.config.to_dict(),
-                "sigma_um": self.sigma_um,
-                "pixel_size_um": self.pixel_size_um,
-                "training_log": self.training_log,
-                "state_dict": state,
-            },
+        save_model_file(
             path,
+            fmt=FORMAT,
+            version=FORMAT_VERSION,
+            network=self.network,
+            config=self.network.config.to_dict(),
+            sigma_um=self.sigma_um,
+            pixel_size_um=self.pixel_size_um,
+            training_log=self.training_log,
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> GeneSegNetModel:
         """Read a model written by :meth:`save` (no code is unpickled: ``weights_only`` loading)."""
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not a jointseg GeneSegNet model file.")
-        if blob["version"] > FORMAT_VERSION:
-            raise ValueError(
-                f"{os.fspath(path)!r} has model format version {blob['version']}; this jointseg reads up to "
-                f"{FORMAT_VERSION}. Upgrade jointseg."
-            )
+        blob = load_model_file(path, fmt=FORMAT, version=FORMAT_VERSION, kind="GeneSegNet")
         model = cls.new(
             UNetConfig.from_dict(blob["config"]), sigma_um=blob["sigma_um"], pixel_size_um=blob["pixel_size_um"]
         )

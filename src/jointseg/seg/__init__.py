@@ -3,6 +3,7 @@
 from jointseg.seg._expand import expand_nuclei, grow_nuclei
 from jointseg.seg._fields import sliding_window_average
 from jointseg.seg._genesegnet import genesegnet, train_genesegnet
+from jointseg.seg._segjointgene import segjointgene
 from jointseg.seg._shapes import labels_to_shapes
 from jointseg.seg._tiling import BlockGrid, segment_blockwise
 
@@ -12,6 +13,7 @@ __all__ = [
     "genesegnet",
     "grow_nuclei",
     "labels_to_shapes",
+    "segjointgene",
     "segment_blockwise",
     "sliding_window_average",
     "train_genesegnet",

@@ -8,11 +8,22 @@ core: tiled and untiled runs differ only by floating-point noise.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from jointseg.seg._tiling import window_weights
+
+#: One network call at a time per process: torch already uses every core for one call, and dask
+#: threads running several calls at once oversubscribe the cores (measured 3x slower on 2 cores).
+_NETWORK_LOCK = threading.Lock()
+
+
+def locked(predict: Callable, *args):
+    """``predict(*args)`` holding the process-wide network lock."""
+    with _NETWORK_LOCK:
+        return predict(*args)
 
 
 def window_origins(length: int, window: int, stride: int) -> np.ndarray:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -24,7 +23,7 @@ from jointseg._utils import image_2d, labels_2d, pixel_size_um, resolve_key, sam
 from jointseg.models import GeneSegNetModel, UNetConfig
 from jointseg.pp._rna_density import location_map, transcript_density
 from jointseg.seg._expand import _expand_block
-from jointseg.seg._fields import covering_windows, predict_fields_on_region, window_origins
+from jointseg.seg._fields import covering_windows, locked, predict_fields_on_region, window_origins
 from jointseg.seg._instances import instances_from_offsets
 from jointseg.seg._outputs import check_outputs_free, write_segmentation
 from jointseg.seg._selftraining import TrainingParams, self_train
@@ -276,22 +275,12 @@ def _train(
     return model
 
 
-#: One network call at a time per process: torch already uses every core for one call, and dask
-#: threads running several calls at once oversubscribe the cores (measured 3x slower on 2 cores).
-_NETWORK_LOCK = threading.Lock()
-
-
-def _predict_locked(model: GeneSegNetModel, batch: np.ndarray) -> np.ndarray:
-    with _NETWORK_LOCK:
-        return model.predict(batch)
-
-
 def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSegNetModel, window: int, stride: int):
     return predict_fields_on_region(
         core,
         shape,
         lambda region: inputs.read(stain, origin, region),
-        lambda batch: _predict_locked(model, batch),
+        lambda batch: locked(model.predict, batch),
         window=window,
         stride=stride,
     )
