@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
+from skimage.segmentation import expand_labels, watershed
 
 from jointseg.seg._instances import fill_holes
 
@@ -18,8 +18,8 @@ def core_types(cores: np.ndarray, allowed: np.ndarray, type_of: np.ndarray) -> n
     untyped = (ids > 0) & (types == 0)
     if untyped.any():
         uniq, inverse = np.unique(ids[untyped], return_inverse=True)
-        votes = np.zeros((len(uniq), int(allowed.max(initial=0)) + 1), np.int64)
-        np.add.at(votes, (inverse, allowed.ravel()[untyped]), 1)
+        votes = np.zeros((len(uniq), max(int(allowed.max(initial=0)), 0) + 1), np.int64)
+        np.add.at(votes, (inverse, np.maximum(allowed.ravel()[untyped], 0)), 1)
         votes[:, 0] = 0
         best = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), 0)
         types[untyped] = best[inverse]
@@ -27,7 +27,13 @@ def core_types(cores: np.ndarray, allowed: np.ndarray, type_of: np.ndarray) -> n
 
 
 def grow_by_type(
-    cores: np.ndarray, allowed: np.ndarray, type_of: np.ndarray, *, max_distance: float, max_hole_area: int
+    cores: np.ndarray,
+    allowed: np.ndarray,
+    type_of: np.ndarray,
+    *,
+    max_distance: float,
+    max_hole_area: int,
+    fill: bool = False,
 ) -> np.ndarray:
     """Grow every nucleus core into the pixels whose ``allowed`` type equals its own.
 
@@ -38,18 +44,26 @@ def grow_by_type(
     ``max_hole_area``) are filled and the cores are restored unchanged. ``allowed`` types of
     different cells never overlap (one type per pixel), so types grow independently.
 
+    With ``fill``, the pixels still unclaimed where ``allowed`` is non-zero (negative values mark
+    foreground that failed the type rule) then go to the nearest cell, within ``max_distance`` of
+    a core: the type rule decides the pixels it is sure of, and the rest of the foreground is
+    shared as by plain expansion.
+
     Parameters
     ----------
     cores
         Nucleus labels.
     allowed
-        Per pixel, the type a cell may grow into there (0: none).
+        Per pixel, the type a cell may grow into there (0: background; negative: foreground that
+        only ``fill`` may claim).
     type_of
         Type of each nucleus id (0: untyped; see :func:`core_types`).
     max_distance
         Growth limit in pixels.
     max_hole_area
         Largest hole filled.
+    fill
+        Share the unclaimed foreground by distance after the typed growth.
 
     Examples
     --------
@@ -69,5 +83,9 @@ def grow_by_type(
         mask = ((allowed == t) & reach) | (markers > 0)
         grown = watershed(flat, markers=markers, mask=mask)
         out = np.where((out == 0) & (grown > 0), grown, out)
+    if fill:
+        near = ndi.distance_transform_edt(cores == 0) <= max_distance
+        grown = expand_labels(np.where(cores > 0, cores, out), distance=max_distance)
+        out = np.where((out == 0) & (allowed != 0) & near, grown, out)
     out = fill_holes(out, max_hole_area=max_hole_area)
     return np.where(cores > 0, cores, out)

@@ -54,6 +54,7 @@ class JointParams:
     confidence: float = 0.5
     max_distance: float = 10.0
     max_hole_area: int = 10
+    fill: bool = True
     cid_window: int = 32
     cid_windows: int = 6
 
@@ -149,19 +150,25 @@ def cid_support(model: SegJointGeneModel, counts: BinnedCounts, weights: np.ndar
     return encoder.blur(encoder.scatter([counts], w))[0].cpu().numpy()
 
 
-def candidates(probs: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per bin, the argmax class and whether its smoothed probability exceeds ``confidence``."""
+def candidates(probs: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: the argmax class, whether its smoothed probability exceeds ``confidence``, and
+    whether the smoothed foreground probability (1 - background) does.
+    """
     best = probs.argmax(axis=0)
     smooth = ndi.gaussian_filter(probs, sigma=(0, 1, 1), mode="nearest")
     conf = np.take_along_axis(smooth, best[None], axis=0)[0]
-    return best, (best > 0) & (conf > confidence)
+    return best, (best > 0) & (conf > confidence), smooth[0] < 1 - confidence
 
 
-def allowed_types(best: np.ndarray, ok: np.ndarray, support: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Bins a cell of type ``best`` may grow into: confident, and CID support at or above its type's threshold."""
+def allowed_types(
+    best: np.ndarray, ok: np.ndarray, foreground: np.ndarray, support: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
+    """Per bin, the type a cell may grow into: ``best`` where confident with a CID support at or
+    above its type's threshold, else -1 in the foreground, else 0.
+    """
     idx = np.maximum(best - 1, 0)
     own = np.take_along_axis(support, idx[None], axis=0)[0]
-    return np.where(ok & (own >= thresholds[idx]), best, 0)
+    return np.where(ok & (own >= thresholds[idx]), best, np.where(foreground, -1, 0))
 
 
 def support_thresholds(bests, oks, supports, n_types: int, top: float) -> np.ndarray:
@@ -185,7 +192,7 @@ def cid_scores(
     s = params.cid_window
     for i, (t, y, x) in enumerate(windows):
         counts = tiles[t].counts.crop(y, y + s, x, x + s)
-        best, ok = candidates(probs[t][:, y : y + s, x : x + s], params.confidence)
+        best, ok, _ = candidates(probs[t][:, y : y + s, x : x + s], params.confidence)
         types = np.flatnonzero(np.bincount(best[ok].ravel(), minlength=len(model.types) + 1) >= 8)
         types = types[types > 0]
         genes = np.flatnonzero(np.bincount(counts.gene, weights=counts.count, minlength=len(model.genes)) >= 2)
@@ -257,15 +264,16 @@ def joint_refinement(
         picks = [candidates(p, params.confidence) for p in probs]
         supports = [cid_support(model, t.counts, weights) for t in tiles]
         thresholds = support_thresholds(
-            [b for b, _ in picks], [o for _, o in picks], supports, len(model.types), params.cid_top
+            [p[0] for p in picks], [p[1] for p in picks], supports, len(model.types), params.cid_top
         )
         model.support_threshold = thresholds
         changed = 0
-        for tile, (best, ok), support in zip(tiles, picks, supports, strict=True):
-            allowed = allowed_types(best, ok, support, thresholds)
+        for tile, (best, ok, fg), support in zip(tiles, picks, supports, strict=True):
+            allowed = allowed_types(best, ok, fg, support, thresholds)
             new = grow_by_type(
-                tile.cores, allowed, type_of, max_distance=params.max_distance, max_hole_area=params.max_hole_area
-            )
+                tile.cores, allowed, type_of, max_distance=params.max_distance, max_hole_area=params.max_hole_area,
+                fill=params.fill,
+            )  # fmt: skip
             changed += int((new != tile.labels).sum())
             tile.labels = new
         top = gene_ranking(cid)[: params.top_genes]

@@ -134,19 +134,20 @@ def _allowed_block(index, model: SegJointGeneModel, lut, core, grid_shape, windo
         stride=stride,
     )
     _, support = _region_inputs(index, model, lut, region)
-    best, ok = candidates(probs, confidence)
-    allowed = allowed_types(best, ok, support, model.support_threshold)
+    allowed = allowed_types(*candidates(probs, confidence), support, model.support_threshold)
     return allowed[y0 - region[0] : y1 - region[0], x0 - region[2] : x1 - region[2]].astype(np.int64)
 
 
-def _grow_block(fields: np.ndarray, *, type_of, max_distance, max_hole_area) -> np.ndarray:
-    cells = grow_by_type(fields[1], fields[0], type_of, max_distance=max_distance, max_hole_area=max_hole_area)
+def _grow_block(fields: np.ndarray, *, type_of, max_distance, max_hole_area, fill) -> np.ndarray:
+    cells = grow_by_type(
+        fields[1], fields[0], type_of, max_distance=max_distance, max_hole_area=max_hole_area, fill=fill
+    )
     return relabel_sequential(cells)[0]
 
 
 def predict_segjointgene_cells(
     index: TranscriptIndex, model: SegJointGeneModel, nuclei, type_of: np.ndarray, *, block_size: int,
-    halo: int, window: int, stride: int, confidence: float, max_distance: float, max_hole_area: int,
+    halo: int, window: int, stride: int, confidence: float, max_distance: float, max_hole_area: int, fill: bool,
 ):  # fmt: skip
     """Lazy cell labels of a slide: where cells may grow, per bin and block (network and CID support
     on the coarse grid), brought to image pixels, then cores grown blockwise with seamless stitching.
@@ -174,7 +175,7 @@ def predict_segjointgene_cells(
     fields = da.stack([pixels.rechunk(bins * b), nuclei.astype(np.int64).rechunk(bins * b)])
     return segment_blockwise(
         fields, _grow_block, block_size=bins * b, halo=halo, type_of=type_of, max_distance=max_distance,
-        max_hole_area=max_hole_area,
+        max_hole_area=max_hole_area, fill=fill,
     )  # fmt: skip
 
 
@@ -194,6 +195,7 @@ def segjointgene(
     steps: int = 200,
     max_iterations: int = 4,
     cid_top: float = 0.1,
+    fill: bool = True,
     confidence: float = 0.5,
     max_expansion_um: float = 10.0,
     prior_expansion_um: float = 8.0,
@@ -365,7 +367,7 @@ def segjointgene(
         )  # fmt: skip
         params = JointParams(
             steps=steps, max_iterations=max_iterations, cid_top=cid_top, confidence=confidence,
-            max_distance=max_expansion_um / (bin_size * px), cid_windows=cid_windows,
+            max_distance=max_expansion_um / (bin_size * px), cid_windows=cid_windows, fill=fill,
             crop=min(64, tile),
         )  # fmt: skip
         cid_params = CIDParams(steps=cid_steps, samples=cid_samples)
@@ -383,12 +385,12 @@ def segjointgene(
     labels = predict_segjointgene_cells(
         index, model, nuclei, type_of, block_size=block_size, halo=int(np.ceil(max_cell_diameter_um / px)),
         window=64, stride=56, confidence=confidence, max_distance=max_expansion_um / px,
-        max_hole_area=int(round(10.0 / px**2)),
+        max_hole_area=int(round(10.0 / px**2)), fill=fill,
     )  # fmt: skip
     params = {
         "nuclei_key": nuclei_key, "bin_um": bin_size * px, "gene_sigma_um": gene_sigma_um,
         "min_gene_counts": min_gene_counts, "min_nucleus_counts": min_nucleus_counts, "resolution": resolution,
-        "cid_top": cid_top, "confidence": confidence, "max_expansion_um": max_expansion_um,
+        "cid_top": cid_top, "fill": fill, "confidence": confidence, "max_expansion_um": max_expansion_um,
         "cid_steps": cid_steps, "cid_samples": cid_samples, "block_size": block_size, "device": device, "seed": seed,
         "network": model.network.config.to_dict(), "training_log": model.training_log,
         "training_seconds": trained_s, "cid_types": list(model.types), "cid_genes": list(model.genes),
