@@ -114,7 +114,9 @@ class GeneEncoder(nn.Module):
 
     def __init__(self, n_genes: int, channels: int, *, sigma: float):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_genes, channels) / np.sqrt(channels))
+        # Small initial weights: a gene the network never learns to use keeps a near-zero weight, so
+        # noise in its channel cannot move the logits (CID then ranks it last).
+        self.weight = nn.Parameter(0.01 * torch.randn(n_genes, channels))
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("kernel", torch.from_numpy(gaussian_kernel(sigma)))
 

@@ -10,12 +10,13 @@ shrinks when ``r`` jumps (clamped to [1e-3, 1e3]); a pair stops once ``r > 1.2``
 ``-(pi * e / 2) * log sigma``: a gene that tolerates little noise carries information for that
 cell type at that place. Per (type, gene), it is averaged over the bins where the gene is present.
 
-``MSE_0`` is the reference distortion of the type: the mean, over the tile's genes, of the MSE at
-the initial sigma (one extra noisy pass per pair). A per-pair ``MSE_0`` (each pair's own initial
+``MSE_0`` is the reference distortion of the type: the largest, over the tile's genes, of the MSE
+at the initial sigma (one extra noisy pass per pair). A per-pair ``MSE_0`` (each pair's own initial
 MSE), which the method's description also admits, cannot rank genes: MSE grows as sigma^2 in the
 linear regime, so every pair would stop after the same relative growth of sigma. Against a
-shared reference, a gene that moves the type's logits more than the average stops early (high
-score), and an uninformative gene's sigma grows until the steps run out (low score).
+shared reference, the most sensitive gene stops almost at once (high score), a gene ``k`` times
+less sensitive lets sigma grow about ``sqrt(k)`` times first, and an uninformative gene's sigma
+grows until the steps run out (low score).
 
 All (gene, type) pairs of a tile are optimised together in batches of ``pair_batch``: the noise
 enters the network after its linear gene layer as ``embedding + W[g] * noise``, so each pair costs
@@ -175,8 +176,9 @@ def cid_tile(
                 network, embedding, clean[0, pair_classes[sl]], gene_weights[pair_genes[sl]], pair_classes[sl],
                 sigma0, generator, params.samples,
             )  # fmt: skip
-    by_type = torch.zeros(len(types), device=device).index_add_(0, torch.as_tensor(pair_type, device=device), initial)
-    reference = (by_type / len(genes)).clamp(min=1e-12)[torch.as_tensor(pair_type, device=device)]
+    type_index = torch.as_tensor(pair_type, device=device)
+    by_type = torch.zeros(len(types), device=device).scatter_reduce(0, type_index, initial, reduce="amax")
+    reference = by_type.clamp(min=1e-12)[type_index]
     for start in range(0, len(pair_gene), params.pair_batch):
         sl = slice(start, start + params.pair_batch)
         log_sigma, _ = _optimise_pairs(
