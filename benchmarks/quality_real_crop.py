@@ -1,8 +1,12 @@
-"""Segmentation quality on the full real Xenium crop: GeneSegNet vs nuclei expansion vs Xenium.
+"""Segmentation quality on the full real Xenium crop: GeneSegNet and SegJointGene vs nuclei
+expansion vs Xenium.
 
-Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150]`` (fetches the crop once).
-GeneSegNet is trained once on the crop and applied with nuclei as cell centres (the default) and
-with centres found from its own offset votes. Prints one table: cells, fraction of transcripts
+Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods genesegnet segjointgene]``
+(fetches the crop once). GeneSegNet is trained once on the crop and applied with nuclei as cell
+centres (the default) and with centres found from its own offset votes. SegJointGene is trained
+once with its defaults and applied with and without the foreground fill (``fill=False`` is the
+paper's growth rule alone). Expansion is matched (bisection on the distance) to each method's
+assigned fraction. Prints one table: cells, fraction of transcripts
 assigned, median transcripts per cell, MECR on the exclusive marker pairs of the shipped breast
 tables, cell calling (delta = 3, 5, 7 px), median convexity, elongation and area. The Xenium row
 uses the vendor's per-transcript cell ids (no polygons ship with the crop, so its shape and
@@ -23,6 +27,7 @@ import jointseg as jg
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=150)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--methods", nargs="+", default=["genesegnet", "segjointgene"])
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("jointseg").setLevel(logging.WARNING)
@@ -46,22 +51,36 @@ def run(name, fn, **kw):
     )
 
 
+def matched_expansion(target, label):
+    """Expansion distance that assigns the same fraction as a method (bisection on the distance)."""
+    lo, hi = 1.0, 20.0
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        run("expand_nuclei matched", jg.seg.expand_nuclei, max_distance_um=mid)
+        lo, hi = (mid, hi) if rows["expand_nuclei matched"]["fraction_assigned"] < target else (lo, mid)
+    rows[f"expand_nuclei {mid:.1f}um (matched to {label})"] = rows.pop("expand_nuclei matched")
+    times.pop("expand_nuclei matched")
+
+
 run("expand_nuclei 8um", jg.seg.expand_nuclei, max_distance_um=8.0)
-start = time.perf_counter()
-model = jg.seg.train_genesegnet(sdata, image_key="morphology", points_key="transcripts", steps=args.steps,
-                                seed=args.seed, progress=False)  # fmt: skip
-times["genesegnet training"] = time.perf_counter() - start
-run("genesegnet", jg.seg.genesegnet, model=model, progress=False)
-run("genesegnet vote centres", jg.seg.genesegnet, model=model, centres="votes", progress=False)
-target = rows["genesegnet"]["fraction_assigned"]
-# Expansion distance that assigns the same fraction as GeneSegNet (bisection on the distance).
-lo, hi = 1.0, 20.0
-for _ in range(8):
-    mid = (lo + hi) / 2
-    run("expand_nuclei matched", jg.seg.expand_nuclei, max_distance_um=mid)
-    lo, hi = (mid, hi) if rows["expand_nuclei matched"]["fraction_assigned"] < target else (lo, mid)
-rows[f"expand_nuclei {mid:.1f}um (matched)"] = rows.pop("expand_nuclei matched")
-times.pop("expand_nuclei matched")
+logs = {}
+if "genesegnet" in args.methods:
+    start = time.perf_counter()
+    model = jg.seg.train_genesegnet(sdata, image_key="morphology", points_key="transcripts", steps=args.steps,
+                                    seed=args.seed, progress=False)  # fmt: skip
+    times["genesegnet training"] = time.perf_counter() - start
+    logs["genesegnet"] = model.training_log["rounds"]
+    run("genesegnet", jg.seg.genesegnet, model=model, progress=False)
+    run("genesegnet vote centres", jg.seg.genesegnet, model=model, centres="votes", progress=False)
+    matched_expansion(rows["genesegnet"]["fraction_assigned"], "genesegnet")
+if "segjointgene" in args.methods:
+    run("segjointgene", jg.seg.segjointgene, save_model="segjointgene_crop.pt", seed=args.seed, progress=False)
+    logs["segjointgene"] = sdata["segjointgene_table"].uns["jointseg"]["segjointgene_labels"]["training_log"]
+    top = sdata["segjointgene_table"].var.sort_values("jg_cid_rank").index[:20]
+    run("segjointgene no fill (paper rule)", jg.seg.segjointgene, model="segjointgene_crop.pt", fill=False,
+        progress=False)  # fmt: skip
+    matched_expansion(rows["segjointgene"]["fraction_assigned"], "segjointgene")
+    matched_expansion(rows["segjointgene no fill (paper rule)"]["fraction_assigned"], "segjointgene no fill")
 
 points = sdata["transcripts"][["xenium_cell_id", "feature_name"]].compute()
 n_total = len(points)  # all transcripts, control probes included, as in our tables' fractions
@@ -82,7 +101,14 @@ pd.set_option("display.width", 200)
 print(f"\nReal Xenium breast crop, {n_total} transcripts, MECR over {len(pairs)} exclusive marker pairs")
 print(df.round(3).to_string())
 print("\nwall time (s):", {k: round(v, 1) for k, v in times.items()})
-for r in model.training_log["rounds"]:
-    print(f"round {r['round']}: loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['n_cells']} cells, "
+for r in logs.get("genesegnet", []):
+    print(f"genesegnet round {r['round']}: loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['n_cells']} cells, "
           f"foreground {r['foreground_fraction']:.1%}, IoU with previous labels {r['label_iou_with_previous']:.3f}, "
           f"{r['seconds']:.0f} s")  # fmt: skip
+if "segjointgene" in logs:
+    for r in logs["segjointgene"]["iterations"]:
+        print(f"segjointgene iteration {r['iteration']}: loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, "
+              f"{r['changed_fraction']:.2%} bins changed, top-50 Jaccard {r['top_genes_jaccard']:.2f}, "
+              f"{r['cid_pairs']} CID pairs in {r['cid_seconds']:.0f} s, {r['seconds']:.0f} s")  # fmt: skip
+    print("segjointgene converged:", logs["segjointgene"]["converged"])
+    print("segjointgene top 20 genes by CID:", ", ".join(top))

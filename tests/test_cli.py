@@ -118,3 +118,13 @@ def test_segment_with_genesegnet_and_a_saved_model(xenium_store, tmp_path, capsy
     assert params["method"] == "genesegnet" and params["seed"] == 0
     assert main(["segment", str(xenium_store), str(tmp_path / "x.zarr"), "--model", "m.pt"]) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+def test_segment_with_segjointgene(xenium_store, tmp_path, capsys):
+    out = tmp_path / "sjg.zarr"
+    rc = main(["segment", str(xenium_store), str(out), "--method", "segjointgene", "--steps", "3", "--seed", "0"])
+    assert rc == 0, capsys.readouterr().err
+    assert "segjointgene:" in capsys.readouterr().out
+    table = jg.io.read_zarr(out)["table"]
+    assert table.uns["jointseg"]["cell_labels"]["method"] == "segjointgene"
+    assert table.var["jg_cid_rank"].min() == 1

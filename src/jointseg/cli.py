@@ -18,7 +18,7 @@ logger = logging.getLogger("jointseg")
 def _methods() -> dict[str, Callable]:
     from jointseg import seg
 
-    return {"expand_nuclei": seg.expand_nuclei, "genesegnet": seg.genesegnet}
+    return {"expand_nuclei": seg.expand_nuclei, "genesegnet": seg.genesegnet, "segjointgene": seg.segjointgene}
 
 
 def method_options(method: str, args: argparse.Namespace) -> dict:
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="torch device for network methods (default: auto)")
         p.add_argument("--seed", type=int, default=0, help="random seed for network methods")
         p.add_argument("--steps", type=int, default=None, help="training steps per round (network methods)")
-        p.add_argument("--model", default=None, help="saved model to apply instead of training (genesegnet)")
+        p.add_argument("--model", default=None, help="saved model to apply instead of training (network methods)")
         p.add_argument("--overwrite", action="store_true", help="replace OUTPUT and existing result keys")
         p.set_defaults(func=_cmd_segment)
     p = sub.add_parser("demo", help="run the pipeline on the real Xenium breast crop")

@@ -37,9 +37,7 @@ class BinnedCounts:
     def crop(self, y0: int, y1: int, x0: int, x1: int) -> BinnedCounts:
         """The bins inside ``[y0, y1) x [x0, x1)``, in the crop's coordinates."""
         keep = (self.y >= y0) & (self.y < y1) & (self.x >= x0) & (self.x < x1)
-        return BinnedCounts(
-            self.gene[keep], self.y[keep] - y0, self.x[keep] - x0, self.count[keep], (y1 - y0, x1 - x0)
-        )
+        return BinnedCounts(self.gene[keep], self.y[keep] - y0, self.x[keep] - x0, self.count[keep], (y1 - y0, x1 - x0))
 
     def transformed(self, k: int, flip: bool) -> BinnedCounts:
         """Rotated by ``k`` quarter turns like ``np.rot90(a, k)``, then flipped left-right if ``flip``."""

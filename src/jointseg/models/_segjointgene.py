@@ -198,4 +198,5 @@ class SegJointGeneModel:
         model.cid = blob["cid"].numpy()
         model.support_threshold = blob["support_threshold"].numpy()
         model.training_log = blob["training_log"]
+        model.network.eval()
         return model.to(device)

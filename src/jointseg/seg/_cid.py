@@ -200,4 +200,3 @@ def _select(counts: BinnedCounts, genes: np.ndarray) -> tuple[np.ndarray, ...]:
     channel = lut[counts.gene]
     keep = channel >= 0
     return channel[keep], counts.y[keep], counts.x[keep], counts.count[keep]
-

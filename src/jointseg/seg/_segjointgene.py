@@ -94,7 +94,8 @@ def _training_tiles(index, nuclei, lut, *, bin_size, tile, max_tiles, prior_px, 
         nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
         prior = _expand_block(nuc, index, ext, full, prior_px, 2.0 * prior_px / 8, min_count)
         labels = sample_bins(prior, (0, tile, 0, tile), bin_size)
-        tiles.append(TrainingTile(bin_transcripts(index, windows[i], bin_size=bin_size, gene_lut=lut), cores[i], labels))
+        counts = bin_transcripts(index, windows[i], bin_size=bin_size, gene_lut=lut)
+        tiles.append(TrainingTile(counts, cores[i], labels))
     return tiles
 
 
@@ -381,6 +382,7 @@ def segjointgene(
         )
     if save_model is not None:
         model.save(save_model)
+    model.network.eval()
     trained_s = time.perf_counter() - start
     labels = predict_segjointgene_cells(
         index, model, nuclei, type_of, block_size=block_size, halo=int(np.ceil(max_cell_diameter_um / px)),
