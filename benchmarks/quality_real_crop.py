@@ -15,7 +15,10 @@ cell-calling columns are empty).
 
 import argparse
 import logging
+import re
+import tempfile
 import time
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -40,7 +43,7 @@ rows, times = {}, {}
 
 
 def run(name, fn, **kw):
-    slug = name.replace(" ", "_")
+    slug = re.sub(r"[^\w.-]+", "_", name)
     keys = {"key_added": f"{slug}_labels", "shapes_key": f"{slug}_shapes", "table_key": f"{slug}_table"}
     start = time.perf_counter()
     fn(sdata, image_key="morphology", points_key="transcripts", overwrite=True, **keys, **kw)
@@ -74,10 +77,11 @@ if "genesegnet" in args.methods:
     run("genesegnet vote centres", jg.seg.genesegnet, model=model, centres="votes", progress=False)
     matched_expansion(rows["genesegnet"]["fraction_assigned"], "genesegnet")
 if "segjointgene" in args.methods:
-    run("segjointgene", jg.seg.segjointgene, save_model="segjointgene_crop.pt", seed=args.seed, progress=False)
+    model_path = Path(tempfile.mkdtemp()) / "segjointgene_crop.pt"
+    run("segjointgene", jg.seg.segjointgene, save_model=model_path, seed=args.seed, progress=False)
     logs["segjointgene"] = sdata["segjointgene_table"].uns["jointseg"]["segjointgene_labels"]["training_log"]
     top = sdata["segjointgene_table"].var.sort_values("jg_cid_rank").index[:20]
-    run("segjointgene no fill (paper rule)", jg.seg.segjointgene, model="segjointgene_crop.pt", fill=False,
+    run("segjointgene no fill (paper rule)", jg.seg.segjointgene, model=model_path, fill=False,
         progress=False)  # fmt: skip
     matched_expansion(rows["segjointgene"]["fraction_assigned"], "segjointgene")
     matched_expansion(rows["segjointgene no fill (paper rule)"]["fraction_assigned"], "segjointgene no fill")

@@ -151,6 +151,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     fig.tight_layout()
     figure = out / "segmentation.png"
     fig.savefig(figure, dpi=110)
+    if "jg_cid_by_type" in table.varm:  # methods that rank genes (segjointgene)
+        ax = jg.pl.gene_scores(sdata)
+        ax.figure.tight_layout()
+        ax.figure.savefig(out / "gene_scores.png", dpi=110)
+        top = table.var.sort_values("jg_cid_rank").index[:10]
+        print("top genes by CID score:", ", ".join(top), f"(figure: {out / 'gene_scores.png'})")
     jg.io.write_zarr(sdata, out / "demo.zarr", overwrite=True)
     rows = [
         ("nuclei found", f"{int(sdata['nuclei'].max())}"),
