@@ -45,7 +45,7 @@ rows.append({"stage": "  of which CID inside refinement", "wall s": cid_s, "pair
 model = SegJointGeneModel.load(path, device=args.device or "cpu")
 start = time.perf_counter()
 jg.seg.segjointgene(sdata, model=model, key_added="again", shapes_key="again_shapes", table_key="again_table",
-                    device=args.device, progress=False)  # fmt: skip
+                    device=args.device, overwrite=True, progress=False)  # fmt: skip
 rows.append({"stage": "inference with a saved model (Leiden + slide + outputs)", "wall s": time.perf_counter() - start})
 
 shape = tuple(int(s) for s in sdata["morphology"].shape[-2:])
