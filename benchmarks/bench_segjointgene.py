@@ -38,7 +38,7 @@ log = params["training_log"]
 cid_s = sum(e["cid_seconds"] for e in log["iterations"])
 cid_pairs = sum(e["cid_pairs"] for e in log["iterations"])
 rows.append({"stage": "whole method (training + inference + outputs)", "wall s": total})
-rows.append({"stage": "  of which joint refinement", "wall s": params["training_seconds"]})
+rows.append({"stage": "  of which training (index, Leiden, joint refinement)", "wall s": params["training_seconds"]})
 rows.append({"stage": "  of which CID inside refinement", "wall s": cid_s, "pairs": cid_pairs,
              "pairs/s": cid_pairs / cid_s})  # fmt: skip
 
