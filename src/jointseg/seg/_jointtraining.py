@@ -142,7 +142,8 @@ def cid_weights(cid: np.ndarray) -> np.ndarray:
     """``(genes, types)`` weights of the CID support: per type, each gene's CID score above the
     type's median (0 below it or where unmeasured), normalised to sum 1.
     """
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # types with no scored gene: all-NaN rows
         above = np.nan_to_num(cid - np.nanmedian(cid, axis=1, keepdims=True), nan=0.0).clip(min=0)
         total = above.sum(axis=1, keepdims=True)
         return np.where(total > 0, above / np.where(total > 0, total, 1), 0.0).T.astype(np.float32)
