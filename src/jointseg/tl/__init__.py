@@ -1,6 +1,19 @@
-"""Tools: transcripts-to-cells aggregation and gene scores."""
+"""Tools: transcripts-to-cells aggregation, gene scores, cell-type pseudolabels."""
 
 from jointseg.tl._aggregate import aggregate
 from jointseg.tl._gene_scores import gene_scores, spatial_entropy
+from jointseg.tl._markers import COARSE_CLASSES, cancer_genes, canonical_markers, coarse_class, marker_table
+from jointseg.tl._pseudolabels import marker_votes, pseudolabels
 
-__all__ = ["aggregate", "gene_scores", "spatial_entropy"]
+__all__ = [
+    "COARSE_CLASSES",
+    "aggregate",
+    "cancer_genes",
+    "canonical_markers",
+    "coarse_class",
+    "gene_scores",
+    "marker_table",
+    "marker_votes",
+    "pseudolabels",
+    "spatial_entropy",
+]
