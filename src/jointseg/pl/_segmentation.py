@@ -59,23 +59,14 @@ def segmentation(
 
     """
     image_key = resolve_key(sdata, "images", image_key)
-    image = image_2d(sdata, image_key)
-    h, w = image.shape
-    y0, y1, x0, x1 = region or (0, h, 0, w)
-    stain = np.asarray(image.data[y0:y1, x0:x1], dtype=np.float32)
-    lo, hi = np.percentile(stain, [1, 99.5])
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 8 * (y1 - y0) / max(x1 - x0, 1)))
-    ax.imshow(
-        np.clip((stain - lo) / max(hi - lo, 1e-6), 0, 1), cmap="gray", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5)
-    )
+    ax, (y0, y1, x0, x1) = draw_stain(sdata, image_key, region, ax)
     for key, colour in ((labels_key, "red"), (nuclei_key, "cyan")):
         if key is None:
             continue
         lab = np.asarray(labels_2d(sdata, key).data[y0:y1, x0:x1])
         edges = np.ma.masked_where(~find_boundaries(lab, mode="inner"), np.ones(lab.shape))
         ax.imshow(edges, cmap=plt.matplotlib.colors.ListedColormap([colour]), alpha=0.9, interpolation="nearest",
-                  extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))  # fmt: skip
+                  extent=extent((y0, y1, x0, x1)))  # fmt: skip
     if points_key is not None:
         pts = sdata.points[points_key]
         cols = ["x", "y"] + (["cell_id"] if "cell_id" in pts.columns else [])
@@ -90,6 +81,31 @@ def segmentation(
             idx = np.random.default_rng(0).choice(idx, max_points, replace=False)
         colours = np.where(df["cell_id"].to_numpy()[idx] > 0, "gold", "0.6") if "cell_id" in df else "gold"
         ax.scatter(pix[idx, 0], pix[idx, 1], s=0.5, c=colours, linewidths=0)
+    return finish(ax, (y0, y1, x0, x1))
+
+
+def draw_stain(sdata: SpatialData, image_key: str, region, ax: Axes | None) -> tuple[Axes, tuple[int, int, int, int]]:
+    """Draw the stain of ``region`` (1st-99.5th percentile contrast) on ``ax`` or a new figure."""
+    image = image_2d(sdata, image_key)
+    h, w = image.shape
+    y0, y1, x0, x1 = region or (0, h, 0, w)
+    stain = np.asarray(image.data[y0:y1, x0:x1], dtype=np.float32)
+    lo, hi = np.percentile(stain, [1, 99.5])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 8 * (y1 - y0) / max(x1 - x0, 1)))
+    ax.imshow(np.clip((stain - lo) / max(hi - lo, 1e-6), 0, 1), cmap="gray", extent=extent((y0, y1, x0, x1)))
+    return ax, (y0, y1, x0, x1)
+
+
+def extent(region: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+    """``imshow`` extent of a pixel window (pixel centres at integers)."""
+    y0, y1, x0, x1 = region
+    return (x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5)
+
+
+def finish(ax: Axes, region: tuple[int, int, int, int]) -> Axes:
+    """Limit ``ax`` to the window and hide the axes."""
+    y0, y1, x0, x1 = region
     ax.set_xlim(x0 - 0.5, x1 - 0.5)
     ax.set_ylim(y1 - 0.5, y0 - 0.5)
     ax.set_axis_off()

@@ -1,0 +1,125 @@
+"""Cell types over the stain, and a marker dotplot per type."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import scanpy as sc
+from matplotlib.axes import Axes
+from matplotlib.patches import Patch
+from spatialdata import SpatialData
+
+from jointseg._constants import CELL_LABELS_KEY, INSTANCE_KEY, TABLE_KEY
+from jointseg._utils import labels_2d, resolve_key
+from jointseg.pl._segmentation import draw_stain, extent, finish
+
+
+def cell_types(
+    sdata: SpatialData,
+    *,
+    image_key: str | None = None,
+    labels_key: str = CELL_LABELS_KEY,
+    table_key: str = TABLE_KEY,
+    key: str = "cell_type",
+    region: tuple[int, int, int, int] | None = None,
+    alpha: float = 0.45,
+    ax: Axes | None = None,
+) -> Axes:
+    """Cells filled with the colour of their ``obs[key]`` category, over the stain, with a legend.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData with the stain, the cell labels and their table.
+    image_key, labels_key, table_key
+        The stain, the labels the table annotates, and the table.
+    key
+        Categorical ``obs`` column (e.g. from :func:`jointseg.tl.pseudolabels`).
+    region
+        ``(y0, y1, x0, x1)`` pixel window (default: everything).
+    alpha
+        Opacity of the fill.
+    ax
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    The axes.
+
+    Examples
+    --------
+    >>> import jointseg as jg
+    >>> sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=5)
+    >>> jg.tl.aggregate(sdata, labels_key="true_cells", points_key="transcripts")
+    >>> sdata["table"].obs["cell_type"] = sdata["truth"].obs["cell_type"].to_numpy()
+    >>> ax = jg.pl.cell_types(sdata, image_key="morphology", labels_key="true_cells")
+
+    """
+    table = sdata[table_key]
+    if key not in table.obs:
+        raise KeyError(f"Table {table_key!r} has no obs column {key!r}; run jg.tl.pseudolabels(sdata) first.")
+    categories = table.obs[key].astype("category")
+    image_key = resolve_key(sdata, "images", image_key)
+    ax, window = draw_stain(sdata, image_key, region, ax)
+    y0, y1, x0, x1 = window
+    labels = np.asarray(labels_2d(sdata, labels_key).data[y0:y1, x0:x1])
+    lookup = np.full(int(max(labels.max(), table.obs[INSTANCE_KEY].max())) + 1, -1)
+    lookup[table.obs[INSTANCE_KEY].to_numpy()] = categories.cat.codes.to_numpy()
+    codes = lookup[labels]
+    colours = plt.get_cmap("tab10" if len(categories.cat.categories) <= 10 else "tab20")
+    rgba = np.zeros((*labels.shape, 4))
+    for i in range(len(categories.cat.categories)):
+        rgba[codes == i] = (*colours(i % colours.N)[:3], alpha)
+    ax.imshow(rgba, extent=extent(window), interpolation="nearest")
+    handles = [Patch(color=colours(i % colours.N), label=str(c)) for i, c in enumerate(categories.cat.categories)]
+    ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.8)
+    return finish(ax, window)
+
+
+def marker_dotplot(
+    sdata: SpatialData,
+    *,
+    table_key: str = TABLE_KEY,
+    key: str = "cell_type",
+    markers="breast",
+    n_genes: int = 4,
+    layer: str | None = "counts",
+):
+    """Scanpy dotplot of the marker evidence: per coarse class, its ``n_genes`` markers with the
+    highest mean expression in the cells of that class, against every class of ``obs[key]``.
+
+    Returns the dict of axes from :func:`scanpy.pl.dotplot`.
+
+    Examples
+    --------
+    >>> import jointseg as jg
+    >>> sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=25)
+    >>> jg.tl.aggregate(sdata, labels_key="true_cells", points_key="transcripts")
+    >>> jg.tl.pseudolabels(sdata, markers={"T cells": ["T0_0"], "Fibroblasts": ["T1_0"]}, fallback_markers=None,
+    ...                    min_votes=1, min_counts=1)
+    >>> axes = jg.pl.marker_dotplot(sdata, markers={"T cells": ["T0_0"], "Fibroblasts": ["T1_0"]})
+
+    """
+    from jointseg.tl import marker_table  # here: tl imports seg, which must load before pl
+
+    table = sdata[table_key]
+    if key not in table.obs:
+        raise KeyError(f"Table {table_key!r} has no obs column {key!r}; run jg.tl.pseudolabels(sdata) first.")
+    work = table.copy()
+    if layer is not None:
+        work.X = work.layers[layer].copy()
+    sc.pp.normalize_total(work)
+    sc.pp.log1p(work)
+    db = marker_table(markers)
+    db = db[db["gene"].isin(work.var_names)]
+    groups = {}
+    for klass in work.obs[key].astype("category").cat.categories:
+        genes = db.loc[db["coarse_class"] == klass, "gene"].unique()
+        cells = (work.obs[key] == klass).to_numpy()
+        if len(genes) == 0 or not cells.any():
+            continue
+        mean = np.asarray(work[cells, genes].X.mean(axis=0)).ravel()
+        groups[str(klass)] = [str(g) for g in genes[np.argsort(mean)[::-1][:n_genes]]]
+    if not groups:
+        raise ValueError("No marker of the classes in obs[key] is in the table's genes.")
+    return sc.pl.dotplot(work, groups, groupby=key, show=False)
