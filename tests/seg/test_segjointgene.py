@@ -124,3 +124,14 @@ def test_needs_nuclei_and_valid_options():
         jg.seg.segjointgene(sdata, cid_top=0, **FAST)
     with pytest.raises(ValueError, match="steps"):
         jg.seg.segjointgene(sdata, steps=0, **FAST)
+
+
+def test_same_seed_same_training():
+    runs = []
+    for _ in range(2):
+        sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=20, seed=6)
+        jg.pp.nuclei(sdata, image_key="morphology")
+        jg.seg.segjointgene(sdata, steps=20, max_iterations=1, cid_steps=5, **FAST)
+        runs.append((sdata["cell_labels"].values.copy(), sdata["table"].varm["jg_cid_by_type"].copy()))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])

@@ -131,14 +131,23 @@ class GeneEncoder(nn.Module):
         return F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, self.reach), groups=c)
 
     def scatter(self, batch: list[BinnedCounts], weight: torch.Tensor) -> torch.Tensor:
-        """``weight[gene]`` summed per bin, unblurred: ``(N, weight.shape[1], h, w)``."""
+        """``weight[gene]`` summed per bin, unblurred: ``(N, weight.shape[1], h, w)``.
+
+        A sparse ``(bins, genes)`` count matrix times ``weight``: unlike a gather-and-``index_add_``,
+        its gradient is deterministic on the CPU, so training with a seed is reproducible.
+        """
         h, w = batch[0].shape
         device = weight.device
-        gene = torch.from_numpy(np.concatenate([b.gene for b in batch])).to(device)
+        gene = np.concatenate([b.gene for b in batch])
         flat = np.concatenate([(i * h + b.y) * w + b.x for i, b in enumerate(batch)])
-        count = torch.from_numpy(np.concatenate([b.count for b in batch])).to(device)
-        out = torch.zeros(len(batch) * h * w, weight.shape[1], device=device, dtype=weight.dtype)
-        out.index_add_(0, torch.from_numpy(flat).to(device), weight[gene] * count[:, None])
+        count = np.concatenate([b.count for b in batch])
+        matrix = torch.sparse_coo_tensor(
+            torch.from_numpy(np.stack([flat, gene]).astype(np.int64)),
+            torch.from_numpy(count.astype(np.float32)).to(weight.dtype),
+            (len(batch) * h * w, weight.shape[0]),
+            check_invariants=False,
+        ).to(device)
+        out = torch.sparse.mm(matrix.coalesce(), weight)
         return out.view(len(batch), h, w, -1).permute(0, 3, 1, 2)
 
     def forward(self, batch: list[BinnedCounts]) -> torch.Tensor:
