@@ -2,11 +2,13 @@
 
 from jointseg.tl._aggregate import aggregate
 from jointseg.tl._gene_scores import gene_scores, spatial_entropy
+from jointseg.tl._image_classifier import ImageClassifierModel, predict_image_classes, train_image_classifier
 from jointseg.tl._markers import COARSE_CLASSES, cancer_genes, canonical_markers, coarse_class, marker_table
 from jointseg.tl._pseudolabels import marker_votes, pseudolabels
 
 __all__ = [
     "COARSE_CLASSES",
+    "ImageClassifierModel",
     "aggregate",
     "cancer_genes",
     "canonical_markers",
@@ -14,6 +16,8 @@ __all__ = [
     "gene_scores",
     "marker_table",
     "marker_votes",
+    "predict_image_classes",
     "pseudolabels",
     "spatial_entropy",
+    "train_image_classifier",
 ]

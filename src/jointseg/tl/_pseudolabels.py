@@ -170,6 +170,4 @@ def pseudolabels(
         "resolution": resolution, "n_top": n_top, "min_votes": min_votes, "n_cancer_top": n_cancer_top,
         "cancer_threshold": cancer_threshold, "min_counts": min_counts, "seed": seed, "clusters": per_cluster,
     }  # fmt: skip
-    logger.info(
-        "Pseudolabels: %d clusters -> %s", len(per_cluster), table.obs[key_added].value_counts().to_dict()
-    )
+    logger.info("Pseudolabels: %d clusters -> %s", len(per_cluster), table.obs[key_added].value_counts().to_dict())

@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import jointseg as jg
+from jointseg.tl._image_classifier import ImageClassifierModel, hover_maps, nuclei_from_maps
+
+
+def _two_touching_nuclei():
+    nuc = np.zeros((20, 30), int)
+    yy, xx = np.indices(nuc.shape)
+    nuc[(yy - 10) ** 2 + (xx - 9) ** 2 <= 36] = 1
+    nuc[((yy - 10) ** 2 + (xx - 20) ** 2 <= 36) & (nuc == 0)] = 2
+    return nuc
+
+
+def test_hover_maps_rotate_with_the_image():
+    nuc = _two_touching_nuclei()
+    maps = hover_maps(nuc)
+    assert maps.min() == -1 and maps.max() == 1
+    rotated = hover_maps(np.rot90(nuc))
+    # training rotates (h, v) -> (v, -h) with the image; it must agree with maps of the rotated nuclei
+    np.testing.assert_allclose(rotated[0], np.rot90(maps[1]), atol=1e-6)
+    np.testing.assert_allclose(rotated[1], -np.rot90(maps[0]), atol=1e-6)
+
+
+def test_post_processing_splits_touching_nuclei_from_perfect_maps():
+    nuc = _two_touching_nuclei()
+    found = nuclei_from_maps((nuc > 0).astype(float), hover_maps(nuc), min_area=20)
+    assert found.max() == 2
+    assert jg.metrics.instance_scores(nuc, found)["mean_iou"] > 0.8
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    sdata = jg.datasets.synthetic(shape=(256, 320), n_cells=45, seed=7)
+    jg.pp.nuclei(sdata, image_key="morphology")
+    jg.seg.expand_nuclei(sdata)
+    obs = sdata["table"].obs
+    obs["cell_type"] = pd.Categorical(
+        np.where(obs["cell_id"] % 3 == 0, "Unknown", np.where(obs["cell_id"] % 2, "A", "B"))
+    )
+    model = jg.tl.train_image_classifier(sdata, region=(0, 256, 0, 192), steps=120, crop=96, widths=(8, 16, 32),
+                                         progress=False, seed=0)  # fmt: skip
+    return sdata, model
+
+
+def test_detects_nuclei_on_a_held_out_region(trained):
+    sdata, model = trained
+    assert model.classes == ["background", "A", "B"]  # Unknown is not a class
+    labels, frame = jg.tl.predict_image_classes(sdata, model, region=(0, 256, 192, 320), window=128, stride=96)
+    truth = sdata["nuclei"].values[:, 192:]
+    assert labels.shape == truth.shape
+    scores = jg.metrics.instance_scores(truth, labels)
+    assert scores["mean_iou"] > 0.5, scores
+    assert set(frame["class"].cat.categories) == {"A", "B"} and len(frame) == len(np.unique(labels[labels > 0]))
+    assert (frame["x"] >= 192).all() and frame["probability"].between(0, 1).all()
+
+
+def test_save_load_gives_the_same_predictions(trained, tmp_path):
+    _, model = trained
+    model.save(tmp_path / "m.pt")
+    again = ImageClassifierModel.load(tmp_path / "m.pt")
+    x = np.random.default_rng(0).random((1, 1, 64, 64), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x), again.predict(x), atol=1e-6)
+    assert again.classes == model.classes
+
+
+def test_needs_cell_types_linked_to_nuclei(trained):
+    sdata, _ = trained
+    with pytest.raises(KeyError, match="pseudolabels"):
+        jg.tl.train_image_classifier(sdata, key="nope", steps=1, progress=False)
