@@ -19,6 +19,7 @@ import jointseg as jg
 from jointseg._points import build_transcript_index
 from jointseg.models import SegJointGeneModel, bin_transcripts
 from jointseg.seg._cid import CIDParams, cid_tile
+from jointseg.seg._segjointgene import gene_lookup
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--device", default=None)
@@ -50,9 +51,7 @@ rows.append({"stage": "inference with a saved model (Leiden + slide + outputs)",
 
 shape = tuple(int(s) for s in sdata["morphology"].shape[-2:])
 index = build_transcript_index(sdata, "transcripts", "morphology", shape=shape, block_size=512)
-codes = {g: i for i, g in enumerate(index.genes.astype(str))}
-lut = np.full(index.n_genes, -1, np.int64)
-lut[[codes[g] for g in model.genes]] = np.arange(len(model.genes))
+lut = gene_lookup(index, model.genes)
 rng = np.random.default_rng(0)
 grid = (shape[0] // model.bin_size, shape[1] // model.bin_size)
 windows = [(int(rng.integers(grid[0] - 32)), int(rng.integers(grid[1] - 32))) for _ in range(args.windows)]

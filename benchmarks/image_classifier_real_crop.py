@@ -78,8 +78,10 @@ rows = {
         "macro-F1": f1_score(pairs["true"], [pairs["true"].mode()[0]] * len(pairs), labels=labels, average="macro",
                              zero_division=0)},
 }  # fmt: skip
-print(f"\nHeld-out region x >= {args.split} px; training {train_s:.0f} s ({args.steps} steps), "
-      f"prediction {predict_s:.1f} s")
+print(
+    f"\nHeld-out region x >= {args.split} px; training {train_s:.0f} s ({args.steps} steps), "
+    f"prediction {predict_s:.1f} s"
+)
 print("nuclei detection:", {k: round(v, 3) if isinstance(v, float) else v for k, v in detection.items()})
 print("pseudolabel classes of the matched held-out nuclei:", pairs["true"].value_counts().to_dict())
 print(pd.DataFrame(rows).T.round(3).to_string())

@@ -76,8 +76,8 @@ def _optimise_pairs(
     reference: torch.Tensor,
     params: CIDParams,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Final ``log sigma`` grids ``(P, 1, gh, gw)`` and stop step of a batch of (gene, class) pairs."""
+) -> torch.Tensor:
+    """Final ``log sigma`` grids ``(P, 1, gh, gw)`` of a batch of (gene, class) pairs."""
     _, _, h, w = embedding.shape
     p = len(genes)
     gh, gw = -(-h // params.grid), -(-w // params.grid)
@@ -88,7 +88,6 @@ def _optimise_pairs(
     previous = torch.zeros(p, device=embedding.device)
     target = clean[0, classes]
     gene_weights = network.encoder.weight.detach()[genes]
-    stopped_at = torch.full((p,), params.steps, dtype=torch.long)
     active = torch.arange(p, device=embedding.device)
     for step in range(1, params.steps + 1):
         if len(active) == 0:
@@ -114,9 +113,8 @@ def _optimise_pairs(
             lam[active] = torch.where(rise < 0.02, lam[active] * 1.5, torch.where(rise > 0.1, lam[active] * 0.5,
                                       lam[active])).clamp(1e-3, 1e3)  # fmt: skip
             previous[active] = r
-            stopped_at[active[done].cpu()] = step
             active = active[~done]
-    return log_sigma, stopped_at
+    return log_sigma
 
 
 def cid_tile(
@@ -181,7 +179,7 @@ def cid_tile(
     reference = by_type.clamp(min=1e-12)[type_index]
     for start in range(0, len(pair_gene), params.pair_batch):
         sl = slice(start, start + params.pair_batch)
-        log_sigma, _ = _optimise_pairs(
+        log_sigma = _optimise_pairs(
             network, embedding, clean, pair_genes[sl], pair_classes[sl], reference[sl], params, generator
         )
         score = -SCORE_SCALE * _upsample(log_sigma, params.grid, (h, w))[:, 0].cpu().numpy()

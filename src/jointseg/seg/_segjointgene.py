@@ -56,6 +56,17 @@ def select_genes(index: TranscriptIndex, min_counts: int) -> tuple[np.ndarray, n
     return codes, lut
 
 
+def gene_lookup(index: TranscriptIndex, genes: list[str]) -> np.ndarray:
+    """Lookup from the index's gene codes to the channel of each of ``genes`` (-1: not a channel)."""
+    codes = {g: i for i, g in enumerate(index.genes.astype(str))}
+    missing = [g for g in genes if g not in codes]
+    if missing:
+        raise ValueError(f"The model's genes are missing from the points: {missing[:10]}.")
+    lut = np.full(index.n_genes, -1, np.int64)
+    lut[[codes[g] for g in genes]] = np.arange(len(genes))
+    return lut
+
+
 def sample_bins(labels, window: tuple[int, int, int, int], bin_size: int) -> np.ndarray:
     """Label of the pixel at the centre of each bin of a window of the coarse grid (0 beyond the image)."""
     y0, y1, x0, x1 = window
@@ -68,7 +79,9 @@ def sample_bins(labels, window: tuple[int, int, int, int], bin_size: int) -> np.
     return out
 
 
-def _training_tiles(index, nuclei, lut, *, bin_size, tile, max_tiles, prior_px, min_count, rng) -> list[TrainingTile]:
+def _training_tiles(
+    index, nuclei, lut, *, bin_size, tile, max_tiles, prior_px, density_sigma_px, min_count, rng
+) -> list[TrainingTile]:
     """Tiles of ``tile`` bins holding nuclei (at most ``max_tiles``, drawn at random), with round-0
     labels: the nuclei grown by ``prior_px`` into the transcript foreground, as in ``expand_nuclei``.
     """
@@ -92,7 +105,7 @@ def _training_tiles(index, nuclei, lut, *, bin_size, tile, max_tiles, prior_px, 
         full = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
         ext = (max(full[0] - halo, 0), min(full[1] + halo, h), max(full[2] - halo, 0), min(full[3] + halo, w))
         nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
-        prior = _expand_block(nuc, index, ext, full, prior_px, 2.0 * prior_px / 8, min_count)
+        prior = _expand_block(nuc, index, ext, full, prior_px, density_sigma_px, min_count)
         labels = sample_bins(prior, (0, tile, 0, tile), bin_size)
         counts = bin_transcripts(index, windows[i], bin_size=bin_size, gene_lut=lut)
         tiles.append(TrainingTile(counts, cores[i], labels))
@@ -147,7 +160,8 @@ def _grow_block(fields: np.ndarray, *, type_of, max_distance, max_hole_area, fil
 
 
 def predict_segjointgene_cells(
-    index: TranscriptIndex, model: SegJointGeneModel, nuclei, type_of: np.ndarray, *, block_size: int,
+    index: TranscriptIndex, model: SegJointGeneModel, lut: np.ndarray, nuclei, type_of: np.ndarray, *,
+    block_size: int,
     halo: int, window: int, stride: int, confidence: float, max_distance: float, max_hole_area: int, fill: bool,
 ):  # fmt: skip
     """Lazy cell labels of a slide: where cells may grow, per bin and block (network and CID support
@@ -156,9 +170,6 @@ def predict_segjointgene_cells(
     b = model.bin_size
     h, w = index.shape
     grid_shape = (-(-h // b), -(-w // b))
-    lut = np.full(index.n_genes, -1, np.int64)
-    codes = {g: i for i, g in enumerate(index.genes.astype(str))}
-    lut[[codes[g] for g in model.genes]] = np.arange(len(model.genes))
     index_node, model_node = dask.delayed(index, pure=True), dask.delayed(model, pure=True)
     bins = max(block_size // b, 1)
     allowed = array_from_blocks(
@@ -336,12 +347,7 @@ def segjointgene(
     else:
         model.to(device)
         genes = model.genes
-        missing = sorted(set(genes) - set(index.genes.astype(str)))
-        if missing:
-            raise ValueError(f"The model's genes are missing from points {points_key!r}: {missing[:10]}.")
-        codes_of = {g: i for i, g in enumerate(index.genes.astype(str))}
-        lut = np.full(index.n_genes, -1, np.int64)
-        lut[[codes_of[g] for g in genes]] = np.arange(len(genes))
+        lut = gene_lookup(index, genes)
     type_of, type_names = leiden_types(
         nucleus_counts(nuclei, index, lut, len(genes)), min_counts=min_nucleus_counts, resolution=resolution, seed=seed
     )
@@ -364,7 +370,7 @@ def segjointgene(
         tile = max(int(round(tile_um / (bin_size * px))) // model.network.multiple, 1) * model.network.multiple
         tiles = _training_tiles(
             index, nuclei, lut, bin_size=bin_size, tile=tile, max_tiles=max_tiles, prior_px=prior_expansion_um / px,
-            min_count=min_density_per_um2 * px**2, rng=rng,
+            density_sigma_px=2.0 / px, min_count=min_density_per_um2 * px**2, rng=rng,
         )  # fmt: skip
         params = JointParams(
             steps=steps, max_iterations=max_iterations, cid_top=cid_top, confidence=confidence,
@@ -385,7 +391,7 @@ def segjointgene(
     model.network.eval()
     trained_s = time.perf_counter() - start
     labels = predict_segjointgene_cells(
-        index, model, nuclei, type_of, block_size=block_size, halo=int(np.ceil(max_cell_diameter_um / px)),
+        index, model, lut, nuclei, type_of, block_size=block_size, halo=int(np.ceil(max_cell_diameter_um / px)),
         window=64, stride=56, confidence=confidence, max_distance=max_expansion_um / px,
         max_hole_area=int(round(10.0 / px**2)), fill=fill,
     )  # fmt: skip

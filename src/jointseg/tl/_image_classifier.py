@@ -79,6 +79,11 @@ class ImageClassifierModel:
         return cls(network.to(device).eval(), blob["classes"], blob["lo"], blob["hi"], blob["training_log"], device)
 
 
+def _scaled_stain(stain, region: tuple[int, int, int, int], lo: float, hi: float) -> np.ndarray:
+    y0, y1, x0, x1 = region
+    return np.clip((np.asarray(stain[y0:y1, x0:x1], np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
 def hover_maps(nuclei: np.ndarray) -> np.ndarray:
     """HoVer-Net targets ``(2, h, w)``: per nucleus pixel, its horizontal and vertical offset from
     the nucleus centroid, divided by the nucleus's largest offset on that axis (so in [-1, 1]).
@@ -199,7 +204,7 @@ def train_image_classifier(
     h, w = (int(s) for s in stain_da.shape)
     y0, y1, x0, x1 = region or (0, h, 0, w)
     lo, hi = (float(v) for v in sampled_percentiles(stain_da, [1, 99]))
-    stain = np.clip((np.asarray(stain_da[y0:y1, x0:x1], np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+    stain = _scaled_stain(stain_da, (y0, y1, x0, x1), lo, hi)
     nuclei = np.asarray(labels_2d(sdata, nuclei_key).data[y0:y1, x0:x1]).astype(np.int64)
     types = table.obs[key].astype(str)
     classes = ["background", *sorted(set(types) - {"Unknown"})]
@@ -260,7 +265,7 @@ def predict_image_classes(
     stain_da = image_2d(sdata, image_key).data
     h, w = (int(s) for s in stain_da.shape)
     y0, y1, x0, x1 = region or (0, h, 0, w)
-    stain = np.clip((np.asarray(stain_da[y0:y1, x0:x1], np.float32) - model.lo) / max(model.hi - model.lo, 1e-6), 0, 1)
+    stain = _scaled_stain(stain_da, (y0, y1, x0, x1), model.lo, model.hi)
     fields = sliding_window_average(stain[None], model.predict, window=window, stride=stride)
     nuclei = nuclei_from_maps(fields[0], fields[1:3], min_area=min_area_px)
     ids = nuclei.ravel()
