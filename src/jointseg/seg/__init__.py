@@ -5,6 +5,7 @@ from jointseg.seg._fields import sliding_window_average
 from jointseg.seg._genesegnet import genesegnet, train_genesegnet
 from jointseg.seg._segjointgene import segjointgene
 from jointseg.seg._shapes import labels_to_shapes
+from jointseg.seg._sslcst import sslcst
 from jointseg.seg._tiling import BlockGrid, segment_blockwise
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "segjointgene",
     "segment_blockwise",
     "sliding_window_average",
+    "sslcst",
     "train_genesegnet",
 ]

@@ -1,0 +1,413 @@
+"""SSL-CST (built on SCS): transcripts binned on a coarse grid, a point transformer trained without
+annotation to say, for each bin, whether it is in a cell and in which direction its cell's centre
+lies, and cells traced by following those directions to their sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import torch
+from spatialdata import SpatialData, deepcopy
+
+from jointseg._constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
+from jointseg._points import TranscriptIndex, build_transcript_index
+from jointseg._utils import image_2d, labels_2d, pixel_size_um, resolve_key, sampled_percentiles, select_device
+from jointseg.models import SSLCSTModel, TransformerConfig
+from jointseg.seg._fields import locked, window_origins
+from jointseg.seg._flow import class_vectors, direction_prior, flow_cells
+from jointseg.seg._outputs import check_outputs_free, write_segmentation
+from jointseg.seg._segjointgene import gene_lookup, sample_bins, select_genes
+from jointseg.seg._sslcst_training import (
+    Samples,
+    SSLCSTParams,
+    TrainingSet,
+    balance,
+    erode_labels,
+    select_samples,
+    train_transformer,
+)
+from jointseg.seg._tiling import BlockGrid, array_from_blocks, segment_blockwise
+from jointseg.seg._tokens import BinTable, Neighbourhoods, NucleusCentres, neighbourhoods, nucleus_centres
+
+logger = logging.getLogger("jointseg")
+
+#: Centre bins per network call at inference.
+_BATCH = 4096
+
+
+def _bin_means(stain: np.ndarray, bin_size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Mean of each bin of a crop whose first pixel starts a bin (bins past the crop: +inf)."""
+    h, w = stain.shape
+    out = np.full(shape, np.inf, np.float32)
+    hh, ww = min(h // bin_size, shape[0]), min(w // bin_size, shape[1])
+    full = stain[: hh * bin_size, : ww * bin_size].reshape(hh, bin_size, ww, bin_size)
+    out[:hh, :ww] = full.mean(axis=(1, 3))
+    return out
+
+
+def _tokens_of(
+    table: BinTable, centres: NucleusCentres, y: np.ndarray, x: np.ndarray, model_settings: dict
+) -> Neighbourhoods:
+    scale = model_settings["distance_scale_bins"]
+    return neighbourhoods(
+        table,
+        centres.signed_distance(table.y, table.x, scale=scale),
+        y,
+        x,
+        centres.signed_distance(y, x, scale=scale),
+        n_neighbours=model_settings["n_neighbours"],
+        radius=model_settings["radius_bins"],
+    )
+
+
+def _training_set(
+    index: TranscriptIndex, stain, nuclei, lut, centres: NucleusCentres, *, bin_size: int, tile: int,
+    max_tiles: int, erosion_px: int, negative_distance: float, dark: float, max_per_class: int,
+    validation_fraction: float, settings: dict, rng: np.random.Generator,
+) -> TrainingSet:  # fmt: skip
+    """Balanced samples from up to ``max_tiles`` tiles of ``tile`` bins holding nuclei, their tokens,
+    and a validation mask holding out the rightmost ``validation_fraction`` of them.
+    """
+    h, w = index.shape
+    grid = (-(-h // bin_size), -(-w // bin_size))
+    windows = [
+        (int(y), min(int(y) + tile, grid[0]), int(x), min(int(x) + tile, grid[1]))
+        for y in window_origins(grid[0], tile, tile)
+        for x in window_origins(grid[1], tile, tile)
+    ]
+    has_nuclei = dask.compute(*[(sample_bins(nuclei, win, bin_size) > 0).any() for win in windows])
+    keep = [i for i, ok in enumerate(has_nuclei) if ok]
+    if not keep:
+        raise ValueError("No nuclei in the image: SSL-CST learns from the nuclei.")
+    if len(keep) > max_tiles:
+        keep = sorted(rng.choice(keep, size=max_tiles, replace=False).tolist())
+    margin = int(np.ceil(settings["radius_bins"]))
+    positives, negatives, tokens_pos, tokens_neg, tables, shift = [], [], [], [], [], 0
+    for i in keep:
+        y0, y1, x0, x1 = windows[i]
+        pix = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
+        nuc = np.asarray(nuclei[pix[0] : pix[1], pix[2] : pix[3]])
+        shape = (y1 - y0, x1 - x0)
+        eroded = sample_bins(erode_labels(nuc, erosion_px), (0, shape[0], 0, shape[1]), bin_size)
+        nucleus = sample_bins(nuc, (0, shape[0], 0, shape[1]), bin_size)
+        table = BinTable.read(index, (y0 - margin, y1 + margin, x0 - margin, x1 + margin), bin_size=bin_size,
+                              gene_lut=lut)  # fmt: skip
+        expressed = np.zeros(shape, bool)
+        inside = (table.y >= y0) & (table.y < y1) & (table.x >= x0) & (table.x < x1)
+        expressed[table.y[inside] - y0, table.x[inside] - x0] = True
+        bin_stain = _bin_means(np.asarray(stain[pix[0] : pix[1], pix[2] : pix[3]], np.float32), bin_size, shape)
+        pos, neg = select_samples(eroded, nucleus, expressed, bin_stain, (y0, x0), centres,
+                                  negative_distance=negative_distance, dark=dark)  # fmt: skip
+        for kind, out, tok in ((pos, positives, tokens_pos), (neg, negatives, tokens_neg)):
+            found = _tokens_of(table, centres, kind.y, kind.x, settings)
+            tok.append(Neighbourhoods(np.where(found.token_bin >= 0, found.token_bin + shift, -1), found.position,
+                                      found.distance, found.valid))  # fmt: skip
+            out.append(kind)
+        tables.append(table)
+        shift += len(table)
+
+    def cat(parts, cls):
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    all_pos, all_neg = cat(positives, Samples), cat(negatives, Samples)
+    pick_pos, pick_neg = balance(len(all_pos), len(all_neg), max_per_class=max_per_class, rng=rng)
+    rows = np.r_[pick_pos, pick_neg + len(all_pos)]
+    samples = cat([all_pos, all_neg], Samples).subset(rows)
+    tokens = cat(tokens_pos + tokens_neg, Neighbourhoods)
+    tokens = Neighbourhoods(tokens.token_bin[rows], tokens.position[rows], tokens.distance[rows], tokens.valid[rows])
+    cut = np.quantile(samples.x, 1 - validation_fraction)
+    validation = samples.x > cut
+    if not validation.any() or validation.all():
+        validation = np.zeros(len(samples), bool)
+        validation[np.argsort(samples.x, kind="stable")[-max(len(samples) // 5, 1) :]] = True
+    logger.info("SSL-CST: %d positive and %d negative samples available on %d tiles; %d used (%d held out)",
+                len(all_pos), len(all_neg), len(keep), len(samples), validation.sum())  # fmt: skip
+    return TrainingSet(samples, tokens, BinTable.concat(tables), validation)
+
+
+def _fields_block(
+    index: TranscriptIndex, model: SSLCSTModel, lut: np.ndarray, centres: NucleusCentres, core, prior_radius: float
+) -> np.ndarray:
+    """Foreground probability and direction vectors ``(3, h, w)`` on a block of bins."""
+    y0, y1, x0, x1 = core
+    settings = _settings(model)
+    margin = int(np.ceil(model.radius_bins))
+    table = BinTable.read(index, (y0 - margin, y1 + margin, x0 - margin, x1 + margin), bin_size=model.bin_size,
+                          gene_lut=lut)  # fmt: skip
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    yy, xx = yy.ravel(), xx.ravel()
+    tokens = _tokens_of(table, centres, yy, xx, settings)
+    n_dir = model.network.config.n_directions
+    fg = np.zeros(len(yy), np.float32)
+    probs = np.zeros((len(yy), n_dir), np.float32)
+    todo = np.flatnonzero((tokens.token_bin >= 0).any(axis=1))  # bins with transcripts in reach
+    for chunk in np.array_split(todo, max(-(-len(todo) // _BATCH), 1)):
+        if len(chunk):
+            fg[chunk], probs[chunk] = locked(model.predict, tokens.batch(table, chunk))
+    reach = 1.25 * prior_radius
+    near = (centres.y >= y0 - reach) & (centres.y < y1 + reach) & (centres.x >= x0 - reach) & (centres.x < x1 + reach)
+    probs = probs * direction_prior(yy, xx, centres.y[near], centres.x[near], radius=prior_radius, n=n_dir)
+    vectors = class_vectors(n_dir)[probs.argmax(axis=1)]
+    vectors[probs.max(axis=1) <= 0] = 0
+    shape = (y1 - y0, x1 - x0)
+    return np.concatenate([fg.reshape(1, *shape), vectors.T.reshape(2, *shape)]).astype(np.float32)
+
+
+def _settings(model: SSLCSTModel) -> dict:
+    return {
+        "n_neighbours": model.n_neighbours,
+        "radius_bins": model.radius_bins,
+        "distance_scale_bins": model.distance_scale_um / (model.bin_size * model.pixel_size_um),
+    }
+
+
+def _flow_block(fields: np.ndarray, **kwargs) -> np.ndarray:
+    return flow_cells(fields[0], fields[1:3], fields[3].astype(np.int64), **kwargs)
+
+
+def predict_sslcst_cells(
+    index: TranscriptIndex, model: SSLCSTModel, lut: np.ndarray, centres: NucleusCentres, nuclei, *,
+    block_size: int, halo_bins: int, prior_radius: float, flow_kwargs: dict,
+):  # fmt: skip
+    """Lazy cell labels of a slide: network fields per block of bins, cells traced blockwise on the
+    bin grid (seamless stitching, see :func:`jointseg.seg.segment_blockwise`), brought to pixels.
+    """
+    b = model.bin_size
+    h, w = index.shape
+    grid = (-(-h // b), -(-w // b))
+    bins = max(block_size // b, 1)
+    nodes = [dask.delayed(v, pure=True) for v in (index, model, centres)]
+    fields = array_from_blocks(
+        BlockGrid(grid, bins, 0),
+        lambda blk: dask.delayed(_fields_block, pure=True)(nodes[0], nodes[1], lut, nodes[2], blk.core, prior_radius),
+        dtype=np.float32,
+        leading=(3,),
+    )
+    at_bins = nuclei[b // 2 :: b, b // 2 :: b]
+    at_bins = da.pad(at_bins, ((0, grid[0] - at_bins.shape[0]), (0, grid[1] - at_bins.shape[1])))
+    # float64 holds nucleus ids exactly up to 2**53
+    stack = da.concatenate([fields.astype(np.float64), at_bins.astype(np.float64).rechunk(fields.chunks[1:])[None]])
+    labels = segment_blockwise(stack, _flow_block, block_size=bins, halo=halo_bins, **flow_kwargs)
+    pixels = labels.map_blocks(
+        lambda a: a.repeat(b, 0).repeat(b, 1),
+        chunks=tuple(tuple(c * b for c in cs) for cs in labels.chunks),
+        dtype=np.int64,
+    )
+    return pixels[:h, :w]
+
+
+def sslcst(
+    sdata: SpatialData,
+    *,
+    image_key: str | None = None,
+    points_key: str | None = None,
+    nuclei_key: str = NUCLEI_KEY,
+    channel: int | str | None = None,
+    model: SSLCSTModel | str | os.PathLike | None = None,
+    save_model: str | os.PathLike | None = None,
+    bin_um: float = 1.0,
+    n_neighbours: int = 48,
+    radius_um: float = 6.0,
+    distance_scale_um: float = 5.0,
+    min_gene_counts: int = 10,
+    erosion_um: float = 0.5,
+    negative_distance_um: float = 15.0,
+    dark_quantile: float = 0.5,
+    max_samples: int = 20_000,
+    validation_fraction: float = 0.2,
+    dim: int = 64,
+    layers: int = 8,
+    heads: int = 1,
+    max_steps: int = 1500,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    patience: int = 4,
+    tile_um: float = 128.0,
+    max_tiles: int = 24,
+    prior_radius_um: float = 8.0,
+    foreground_threshold: float = 0.1,
+    merge_distance_bins: float = 3.5,
+    min_cell_area_um2: float = 20.0,
+    max_hole_area_um2: float = 10.0,
+    max_cell_diameter_um: float = 30.0,
+    block_size: int = 2048,
+    device: str | None = None,
+    seed: int = 0,
+    key_added: str = CELL_LABELS_KEY,
+    shapes_key: str = CELL_SHAPES_KEY,
+    table_key: str = TABLE_KEY,
+    coordinate_system: str = DEFAULT_CS,
+    overwrite: bool = False,
+    copy: bool = False,
+    progress: bool = True,
+) -> SpatialData | None:
+    """Segment cells with SSL-CST: self-supervised transcript-to-cell directions and flow tracking.
+
+    Transcripts are binned on a grid of ``bin_um``. Each bin becomes a sequence of tokens: itself
+    and its ``n_neighbours`` nearest non-empty bins within ``radius_um``, each carrying its
+    expression, its position relative to the centre and its signed distance to the nearest nucleus
+    centroid (distance minus the nucleus's radius, over ``distance_scale_um``; SSL-CST's released
+    code takes the farthest centroid, a bug not reproduced). A pre-LayerNorm transformer with
+    bias-free MLPs (:class:`jointseg.models.PointTransformer`) predicts, for the centre bin, one of
+    16 directions to its cell's centre and whether it is in a cell.
+
+    Without a ``model``, it is trained on this slide without annotation: positives are bins with
+    transcripts inside the nuclei (eroded by ``erosion_um``), labelled with the direction to their
+    nucleus centroid; negatives are empty bins outside nuclei, farther than
+    ``negative_distance_um`` from every centroid and no brighter than the stain's
+    ``dark_quantile``; both are balanced 1:1 and the direction loss is masked for negatives.
+    AdamW trains on random batches (rotation/mirror augmentation) with early stopping on the
+    rightmost ``validation_fraction`` of the samples (a held-out spatial region).
+
+    Cells are then traced block by block: direction probabilities are multiplied by a prior that
+    allows only the directions to nucleus centroids within ``prior_radius_um`` (else 1.25 times
+    that, else all), the most likely direction and the foreground are smoothed by two 3 x 3 means,
+    bins above ``foreground_threshold`` follow their directions to sinks (stopping where the
+    direction turns back), sinks within ``merge_distance_bins`` or on one nucleus make one cell,
+    small holes are filled and cells under ``min_cell_area_um2`` dropped.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData with the stain, the transcripts and the nuclei.
+    image_key, points_key, nuclei_key, channel
+        The stain (output pixel grid; the negatives' darkness), transcripts, nuclei labels from
+        :func:`jointseg.pp.nuclei`, and the stain channel of a multichannel image.
+    model
+        A trained :class:`jointseg.models.SSLCSTModel` or the path of a saved one: skip training.
+    save_model
+        Write the trained model there.
+    bin_um, n_neighbours, radius_um, distance_scale_um
+        Bins and tokens (see above).
+    min_gene_counts
+        Genes with fewer transcripts are left out of the expression embedding.
+    erosion_um, negative_distance_um, dark_quantile, max_samples
+        Sample selection; at most ``max_samples`` positives (and as many negatives).
+    validation_fraction
+        Held-out share of the samples (by position: the rightmost ones).
+    dim, layers, heads
+        Transformer width, depth and attention heads.
+    max_steps, batch_size, lr, patience
+        Optimiser steps (at most), batch, AdamW learning rate, and evaluations (every 100 steps)
+        without improvement before stopping.
+    tile_um, max_tiles
+        Training tiles holding nuclei, drawn at random.
+    prior_radius_um, foreground_threshold, merge_distance_bins, min_cell_area_um2, max_hole_area_um2
+        Post-processing (see above).
+    max_cell_diameter_um, block_size
+        Halo and block edge (pixels) of the whole-slide run.
+    device, seed
+        Torch device (default: cuda, then mps, then cpu) and seed: same seed and device give the
+        same labels.
+    key_added, shapes_key, table_key, coordinate_system, overwrite, copy, progress
+        As in :func:`jointseg.seg.genesegnet`.
+
+    Returns
+    -------
+    None, or the new SpatialData if ``copy``. Adds labels, shapes and a table as the other methods,
+    with the parameters and the training log in ``table.uns["jointseg"][key_added]``.
+
+    Examples
+    --------
+    >>> import jointseg as jg
+    >>> sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=20)
+    >>> jg.pp.nuclei(sdata, image_key="morphology")
+    >>> jg.seg.sslcst(sdata, image_key="morphology", points_key="transcripts", layers=2, max_steps=20,
+    ...               negative_distance_um=4.0, progress=False)
+    >>> "cell_labels" in sdata.labels
+    True
+
+    """
+    if copy:
+        sdata = deepcopy(sdata)
+    image_key = resolve_key(sdata, "images", image_key)
+    points_key = resolve_key(sdata, "points", points_key)
+    check_outputs_free(sdata, [key_added, shapes_key, table_key], points_key, overwrite=overwrite)
+    if nuclei_key not in sdata.labels:
+        raise KeyError(
+            f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first "
+            f"(available labels: {list(sdata.labels)})."
+        )
+    for name, value in {"max_steps": max_steps, "batch_size": batch_size, "n_neighbours": n_neighbours}.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}.")
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+    device = select_device(device)
+    start = time.perf_counter()
+    stain = image_2d(sdata, image_key, channel=channel).data
+    shape = tuple(int(s) for s in stain.shape)
+    index = build_transcript_index(
+        sdata, points_key, image_key, shape=shape, block_size=512, coordinate_system=coordinate_system
+    )
+    px = pixel_size_um(sdata, image_key, coordinate_system)
+    nuclei = labels_2d(sdata, nuclei_key).data
+    if model is not None and not isinstance(model, SSLCSTModel):
+        model = SSLCSTModel.load(model, device=device)
+    train = model is None
+    if train:
+        bin_size = max(int(round(bin_um / px)), 1)
+        codes, lut = select_genes(index, min_gene_counts)
+        torch.manual_seed(seed)
+        model = SSLCSTModel.new(
+            TransformerConfig(n_genes=len(codes), dim=dim, layers=layers, heads=heads),
+            genes=[str(g) for g in index.genes[codes]], bin_size=bin_size, pixel_size_um=px,
+            n_neighbours=n_neighbours, radius_bins=radius_um / (bin_size * px), distance_scale_um=distance_scale_um,
+            device=device,
+        )  # fmt: skip
+    else:
+        model.to(device)
+        lut = gene_lookup(index, model.genes)
+        if abs(px / model.pixel_size_um - 1) > 0.1:
+            logger.warning("SSL-CST model was trained at %.3f um/px; this image has %.3f um/px.",
+                           model.pixel_size_um, px)  # fmt: skip
+    bin_um_used = model.bin_size * px
+    centres = nucleus_centres(nuclei, model.bin_size)
+    if train:
+        rng = np.random.default_rng(seed)
+        dark = float(sampled_percentiles(stain, [100 * dark_quantile])[0])
+        data = _training_set(
+            index, stain, nuclei, lut, centres, bin_size=model.bin_size,
+            tile=max(int(round(tile_um / bin_um_used)), 8), max_tiles=max_tiles,
+            erosion_px=int(round(erosion_um / px)), negative_distance=negative_distance_um / bin_um_used, dark=dark,
+            max_per_class=max_samples, validation_fraction=validation_fraction, settings=_settings(model), rng=rng,
+        )  # fmt: skip
+        params = SSLCSTParams(max_steps=max_steps, batch_size=batch_size, lr=lr, patience=patience)
+        model.training_log = train_transformer(model, data, params, seed=seed, progress=progress)
+        model.training_log.update({"device": device, "n_positive": int(data.samples.foreground.sum())})
+    if save_model is not None:
+        model.save(save_model)
+    trained_s = time.perf_counter() - start
+    prior_radius = prior_radius_um / bin_um_used
+    labels = predict_sslcst_cells(
+        index, model, lut, centres, nuclei, block_size=block_size,
+        halo_bins=int(np.ceil(max_cell_diameter_um / bin_um_used)), prior_radius=prior_radius,
+        flow_kwargs={
+            "threshold": foreground_threshold, "merge_distance": merge_distance_bins,
+            "max_steps": int(np.ceil(2 * max_cell_diameter_um / bin_um_used)),
+            "max_hole_area": int(round(max_hole_area_um2 / bin_um_used**2)),
+            "min_area": max(int(round(min_cell_area_um2 / bin_um_used**2)), 1),
+        },
+    )  # fmt: skip
+    params = {
+        "nuclei_key": nuclei_key, "bin_um": bin_um_used, "n_neighbours": model.n_neighbours,
+        "radius_um": model.radius_bins * bin_um_used, "distance_scale_um": model.distance_scale_um,
+        "prior_radius_um": prior_radius_um, "foreground_threshold": foreground_threshold,
+        "merge_distance_bins": merge_distance_bins, "min_cell_area_um2": min_cell_area_um2,
+        "max_cell_diameter_um": max_cell_diameter_um, "block_size": block_size, "device": device, "seed": seed,
+        "network": model.network.config.to_dict(), "training_log": model.training_log,
+        "training_seconds": trained_s,
+    }  # fmt: skip
+    write_segmentation(
+        sdata, labels, index, image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, labels_key=key_added,
+        shapes_key=shapes_key, table_key=table_key, method="sslcst", params=params,
+        coordinate_system=coordinate_system, overwrite=overwrite,
+    )  # fmt: skip
+    logger.info("SSL-CST: done in %.1f s (training %.1f s)", time.perf_counter() - start, trained_s)
+    return sdata if copy else None
