@@ -108,11 +108,14 @@ class _Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, *, first_only: bool = False) -> torch.Tensor:
+        """Attention of every token (or, with ``first_only``, of token 0 alone) over the valid tokens."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if first_only:
+            q = q[:, :, :1]
         mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
-        return self.out(mixed.transpose(1, 2).reshape(b, t, d))
+        return self.out(mixed.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
 class _RMLP(nn.Sequential):
@@ -138,8 +141,9 @@ class _EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(config.dim)
         self.mlp = _RMLP(config.dim, int(config.dim * config.mlp_ratio), config.dropout)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.norm1(x), valid)
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, *, first_only: bool = False) -> torch.Tensor:
+        mixed = self.attention(self.norm1(x), valid, first_only=first_only)
+        x = (x[:, :1] if first_only else x) + mixed
         return x + self.mlp(self.norm2(x))
 
 
@@ -175,8 +179,9 @@ class PointTransformer(nn.Module):
         bins = self.expression(genes, offsets, per_sample_weights=weights)
         bins = torch.cat([bins.new_zeros(1, bins.shape[1]), bins])  # row 0: empty bins
         x = bins[token_bin + 1] + self.position(position) + self.distance(distance[..., None])
-        for layer in self.layers:
-            x = layer(x, valid)
+        # Only the centre token's output is read: the last layer computes it alone (same result).
+        for i, layer in enumerate(self.layers):
+            x = layer(x, valid, first_only=i == len(self.layers) - 1)
         return self.head(self.norm(x[:, 0]))
 
 

@@ -125,6 +125,7 @@ class SSLCSTParams:
     eval_every: int = 100
     patience: int = 4
     max_validation: int = 4096
+    distance_dropout: float = 0.5
 
 
 def augment(position: np.ndarray, direction: np.ndarray, rng: np.random.Generator, n: int = 16):
@@ -144,11 +145,24 @@ def augment(position: np.ndarray, direction: np.ndarray, rng: np.random.Generato
     return np.stack([ry, rx], -1).astype(np.float32), np.where(direction >= 0, turned, -1)
 
 
-def _loss(model: SSLCSTModel, data: TrainingSet, rows: np.ndarray, position=None, direction=None) -> torch.Tensor:
+def _loss(
+    model: SSLCSTModel,
+    data: TrainingSet,
+    rows: np.ndarray,
+    rng: np.random.Generator | None = None,
+    distance_dropout: float = 0.0,
+) -> torch.Tensor:
+    """Foreground BCE plus direction cross-entropy on the positives. With ``rng``, the batch is
+    augmented and the distance features of a ``distance_dropout`` share of its samples are zeroed.
+    """
     batch = data.tokens.batch(data.table, rows)
-    if position is not None:
-        batch.position = position
-    target_dir = torch.from_numpy(data.samples.direction[rows] if direction is None else direction).to(model.device)
+    direction = data.samples.direction[rows]
+    if rng is not None:
+        batch.position, direction = augment(batch.position, direction, rng)
+        if distance_dropout:
+            dropped = rng.random(len(rows))[:, None] < distance_dropout
+            batch.distance = np.where(dropped, 0.0, batch.distance).astype(np.float32)
+    target_dir = torch.from_numpy(direction).to(model.device)
     target_fg = torch.from_numpy(data.samples.foreground[rows]).to(model.device)
     logits = model.network(**batch.tensors(model.device))
     loss = F.binary_cross_entropy_with_logits(logits[:, -1], target_fg)
@@ -179,14 +193,13 @@ def train_transformer(
     for step in bar:
         network.train()
         rows = rng.choice(train_rows, size=min(params.batch_size, len(train_rows)), replace=False)
-        position, direction = augment(data.tokens.position[rows], data.samples.direction[rows], rng)
-        loss = _loss(model, data, rows, position, direction)
+        loss = _loss(model, data, rows, rng, params.distance_dropout)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if (step + 1) % params.eval_every == 0 or step + 1 == params.max_steps:
             val = _validation_loss(model, data, val_rows)
-            history.append({"step": step + 1, "train_loss": float(loss), "validation_loss": val})
+            history.append({"step": step + 1, "train_loss": loss.item(), "validation_loss": val})
             bar.set_postfix(validation=f"{val:.3f}")
             if val < best - 1e-4:
                 best, best_state, since_best = val, copy.deepcopy(network.state_dict()), 0

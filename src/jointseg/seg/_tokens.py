@@ -144,16 +144,20 @@ class Neighbourhoods:
     valid: np.ndarray
 
     def batch(self, table: BinTable, rows: np.ndarray | slice = slice(None)) -> TokenBatch:
-        """The :class:`TokenBatch` of centre bins ``rows``."""
-        token_bin = self.token_bin[rows]
+        """The :class:`TokenBatch` of centre bins ``rows``, without the token columns none of them uses
+        (neighbours are nearest first, so the valid tokens come first).
+        """
+        valid = self.valid[rows]
+        cols = slice(0, int(valid.sum(axis=1).max(initial=1)))
+        token_bin = self.token_bin[rows][:, cols]
         used, local = np.unique(token_bin, return_inverse=True)
         local = local.reshape(token_bin.shape)
         if len(used) and used[0] == -1:  # -1 stays -1
             used, local = used[1:], local - 1
         genes, offsets, weights = table.bags(used)
         return TokenBatch(
-            genes=genes, offsets=offsets, weights=weights, token_bin=local, position=self.position[rows],
-            distance=self.distance[rows], valid=self.valid[rows],
+            genes=genes, offsets=offsets, weights=weights, token_bin=local, position=self.position[rows][:, cols],
+            distance=self.distance[rows][:, cols], valid=valid[:, cols],
         )  # fmt: skip
 
 
