@@ -128,3 +128,13 @@ def test_segment_with_segjointgene(xenium_store, tmp_path, capsys):
     table = jg.io.read_zarr(out)["table"]
     assert table.uns["jointseg"]["cell_labels"]["method"] == "segjointgene"
     assert table.var["jg_cid_rank"].min() == 1
+
+
+def test_segment_with_sslcst(xenium_store, tmp_path, capsys):
+    out = tmp_path / "sslcst.zarr"
+    rc = main(["segment", str(xenium_store), str(out), "--method", "sslcst", "--steps", "5", "--seed", "0"])
+    assert rc == 0, capsys.readouterr().err
+    assert "sslcst:" in capsys.readouterr().out
+    table = jg.io.read_zarr(out)["table"]
+    params = table.uns["jointseg"]["cell_labels"]
+    assert params["method"] == "sslcst" and params["training_log"]["steps"] == 5

@@ -18,7 +18,12 @@ logger = logging.getLogger("jointseg")
 def _methods() -> dict[str, Callable]:
     from jointseg import seg
 
-    return {"expand_nuclei": seg.expand_nuclei, "genesegnet": seg.genesegnet, "segjointgene": seg.segjointgene}
+    return {
+        "expand_nuclei": seg.expand_nuclei,
+        "genesegnet": seg.genesegnet,
+        "segjointgene": seg.segjointgene,
+        "sslcst": seg.sslcst,
+    }
 
 
 def method_options(method: str, args: argparse.Namespace) -> dict:

@@ -86,7 +86,9 @@ def track_flows(foreground: np.ndarray, vectors: np.ndarray, *, max_steps: int =
     target = np.where(inside, np.clip(ny, 0, h - 1) * w + np.clip(nx, 0, w - 1), flat)
     fg = foreground.ravel()
     cosine = uy.ravel() * uy.ravel()[target] + ux.ravel() * ux.ravel()[target]
-    moves = inside & fg[target] & (norm.ravel() > 1e-6) & (norm.ravel()[target] > 1e-6) & (cosine > 0)
+    flat_norm = norm.ravel()
+    # A flow may enter a bin without direction (it stops there), but not turn back.
+    moves = inside & fg[target] & (flat_norm > 1e-6) & ((cosine > 0) | (flat_norm[target] <= 1e-6))
     nxt = np.where(moves & fg, target, flat)
     for _ in range(int(np.ceil(np.log2(max(max_steps, 2))))):
         nxt = nxt[nxt]

@@ -13,6 +13,7 @@ import dask
 import dask.array as da
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
@@ -52,17 +53,27 @@ def _bin_means(stain: np.ndarray, bin_size: int, shape: tuple[int, int]) -> np.n
 
 
 def _tokens_of(
-    table: BinTable, centres: NucleusCentres, y: np.ndarray, x: np.ndarray, model_settings: dict
+    table: BinTable,
+    centres: NucleusCentres,
+    y: np.ndarray,
+    x: np.ndarray,
+    model_settings: dict,
+    *,
+    table_distance: np.ndarray | None = None,
+    tree: cKDTree | None = None,
 ) -> Neighbourhoods:
     scale = model_settings["distance_scale_bins"]
+    if table_distance is None:
+        table_distance = centres.signed_distance(table.y, table.x, scale=scale)
     return neighbourhoods(
         table,
-        centres.signed_distance(table.y, table.x, scale=scale),
+        table_distance,
         y,
         x,
         centres.signed_distance(y, x, scale=scale),
         n_neighbours=model_settings["n_neighbours"],
         radius=model_settings["radius_bins"],
+        tree=tree,
     )
 
 
@@ -142,14 +153,19 @@ def _fields_block(
                           gene_lut=lut)  # fmt: skip
     yy, xx = np.mgrid[y0:y1, x0:x1]
     yy, xx = yy.ravel(), xx.ravel()
-    tokens = _tokens_of(table, centres, yy, xx, settings)
     n_dir = model.network.config.n_directions
     fg = np.zeros(len(yy), np.float32)
     probs = np.zeros((len(yy), n_dir), np.float32)
-    todo = np.flatnonzero((tokens.token_bin >= 0).any(axis=1))  # bins with transcripts in reach
-    for chunk in np.array_split(todo, max(-(-len(todo) // _BATCH), 1)):
-        if len(chunk):
-            fg[chunk], probs[chunk] = locked(model.predict, tokens.batch(table, chunk))
+    if len(table):
+        tree = cKDTree(np.c_[table.y, table.x])
+        table_distance = centres.signed_distance(table.y, table.x, scale=settings["distance_scale_bins"])
+        # Centre bins with a transcript in reach, in chunks: memory stays O(chunk x tokens) per block.
+        todo = np.flatnonzero(tree.query(np.c_[yy, xx], distance_upper_bound=model.radius_bins)[0] < np.inf)
+        for chunk in np.array_split(todo, max(-(-len(todo) // _BATCH), 1)):
+            if len(chunk):
+                tokens = _tokens_of(table, centres, yy[chunk], xx[chunk], settings, table_distance=table_distance,
+                                    tree=tree)  # fmt: skip
+                fg[chunk], probs[chunk] = locked(model.predict, tokens.batch(table))
     reach = 1.25 * prior_radius
     near = (centres.y >= y0 - reach) & (centres.y < y1 + reach) & (centres.x >= x0 - reach) & (centres.x < x1 + reach)
     probs = probs * direction_prior(yy, xx, centres.y[near], centres.x[near], radius=prior_radius, n=n_dir)
@@ -225,7 +241,7 @@ def sslcst(
     dim: int = 64,
     layers: int = 8,
     heads: int = 1,
-    max_steps: int = 1500,
+    steps: int = 1500,
     batch_size: int = 256,
     lr: float = 1e-3,
     patience: int = 4,
@@ -294,7 +310,7 @@ def sslcst(
         Held-out share of the samples (by position: the rightmost ones).
     dim, layers, heads
         Transformer width, depth and attention heads.
-    max_steps, batch_size, lr, patience
+    steps, batch_size, lr, patience
         Optimiser steps (at most), batch, AdamW learning rate, and evaluations (every 100 steps)
         without improvement before stopping.
     tile_um, max_tiles
@@ -324,7 +340,7 @@ def sslcst(
     >>> import jointseg as jg
     >>> sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=20)
     >>> jg.pp.nuclei(sdata, image_key="morphology")
-    >>> jg.seg.sslcst(sdata, image_key="morphology", points_key="transcripts", layers=2, max_steps=20,
+    >>> jg.seg.sslcst(sdata, image_key="morphology", points_key="transcripts", layers=2, steps=20,
     ...               negative_distance_um=4.0, progress=False)
     >>> "cell_labels" in sdata.labels
     True
@@ -340,7 +356,7 @@ def sslcst(
             f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first "
             f"(available labels: {list(sdata.labels)})."
         )
-    for name, value in {"max_steps": max_steps, "batch_size": batch_size, "n_neighbours": n_neighbours}.items():
+    for name, value in {"steps": steps, "batch_size": batch_size, "n_neighbours": n_neighbours}.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}.")
     if not 0 < validation_fraction < 1:
@@ -385,7 +401,7 @@ def sslcst(
             max_per_class=max_samples, validation_fraction=validation_fraction, settings=_settings(model), rng=rng,
         )  # fmt: skip
         params = SSLCSTParams(
-            max_steps=max_steps, batch_size=batch_size, lr=lr, patience=patience, distance_dropout=distance_dropout
+            max_steps=steps, batch_size=batch_size, lr=lr, patience=patience, distance_dropout=distance_dropout
         )
         model.training_log = train_transformer(model, data, params, seed=seed, progress=progress)
         model.training_log.update({"device": device, "n_positive": int(data.samples.foreground.sum())})
