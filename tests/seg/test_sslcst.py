@@ -46,8 +46,9 @@ def test_outputs_are_linked_and_the_training_log_is_kept(trained):
 
 def test_saved_model_segments_tiled_and_whole_alike(trained):
     sdata, path = trained
-    whole = jg.seg.sslcst(sdata, model=path, copy=True, overwrite=True, progress=False)
-    tiled = jg.seg.sslcst(sdata, model=str(path), block_size=96, copy=True, overwrite=True, progress=False)
+    same = {"prior_radius_um": SMALL["prior_radius_um"], "copy": True, "overwrite": True, "progress": False}
+    whole = jg.seg.sslcst(sdata, model=path, **same)
+    tiled = jg.seg.sslcst(sdata, model=str(path), block_size=96, **same)
     np.testing.assert_array_equal(whole["cell_labels"].values > 0, tiled["cell_labels"].values > 0)
     assert best_match_iou(whole["cell_labels"].values, tiled["cell_labels"].values) >= 0.99
     assert best_match_iou(tiled["cell_labels"].values, whole["cell_labels"].values) >= 0.99

@@ -82,3 +82,20 @@ def test_nucleus_centres_match_scipy_and_give_signed_distances():
     assert far[0] == 4.0
     none = NucleusCentres(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
     assert none.signed_distance(np.zeros(2), np.zeros(2), scale=1.0).tolist() == [4.0, 4.0]
+
+
+def test_tokens_do_not_depend_on_the_block_that_reads_them():
+    # a dense lattice: many bins are equally far from a centre, and ties must break the same way
+    rng = np.random.default_rng(0)
+    n = 400
+    y, x = np.divmod(rng.permutation(30 * 30)[:n], 30)
+    table = BinTable(y=y, x=x, offsets=np.arange(n + 1), genes=np.zeros(n, np.int64), weights=np.ones(n, np.float32))
+    part = np.flatnonzero((y < 20) & (x < 22))  # the bins another block would read around the same centre
+    sub = BinTable(y=y[part], x=x[part], offsets=np.arange(len(part) + 1), genes=np.zeros(len(part), np.int64),
+                   weights=np.ones(len(part), np.float32))  # fmt: skip
+    centre = (np.array([10]), np.array([11]))
+    kw = {"n_neighbours": 12, "radius": 6.0}
+    whole = neighbourhoods(table, np.zeros(n), *centre, np.zeros(1), **kw)
+    block = neighbourhoods(sub, np.zeros(len(part)), *centre, np.zeros(1), **kw)
+    as_whole = np.where(block.token_bin >= 0, part[np.maximum(block.token_bin, 0)], -1)
+    np.testing.assert_array_equal(as_whole, whole.token_bin)

@@ -13,7 +13,6 @@ import dask
 import dask.array as da
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
@@ -34,7 +33,14 @@ from jointseg.seg._sslcst_training import (
     train_transformer,
 )
 from jointseg.seg._tiling import BlockGrid, array_from_blocks, segment_blockwise
-from jointseg.seg._tokens import BinTable, Neighbourhoods, NucleusCentres, neighbourhoods, nucleus_centres
+from jointseg.seg._tokens import (
+    BinTable,
+    Neighbourhoods,
+    NucleusCentres,
+    bin_tree,
+    neighbourhoods,
+    nucleus_centres,
+)
 
 logger = logging.getLogger("jointseg")
 
@@ -60,7 +66,7 @@ def _tokens_of(
     model_settings: dict,
     *,
     table_distance: np.ndarray | None = None,
-    tree: cKDTree | None = None,
+    tree=None,
 ) -> Neighbourhoods:
     scale = model_settings["distance_scale_bins"]
     if table_distance is None:
@@ -157,7 +163,7 @@ def _fields_block(
     fg = np.zeros(len(yy), np.float32)
     probs = np.zeros((len(yy), n_dir), np.float32)
     if len(table):
-        tree = cKDTree(np.c_[table.y, table.x])
+        tree = bin_tree(table)
         table_distance = centres.signed_distance(table.y, table.x, scale=settings["distance_scale_bins"])
         # Centre bins with a transcript in reach, in chunks: memory stays O(chunk x tokens) per block.
         todo = np.flatnonzero(tree.query(np.c_[yy, xx], distance_upper_bound=model.radius_bins)[0] < np.inf)

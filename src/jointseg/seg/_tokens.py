@@ -134,6 +134,21 @@ def nucleus_centres(nuclei, bin_size: int) -> NucleusCentres:
     )
 
 
+def bin_tree(table: BinTable) -> cKDTree:
+    """KD-tree of a table's bins for nearest-neighbour queries, with ties broken the same way in
+    every block.
+
+    Bins sit on an integer grid, so many are equally far from a centre, and a KD-tree breaks such
+    ties by its own layout, which depends on which bins a block holds: the tokens, and the network's
+    output, would change with the block size. Each bin is moved by less than 1e-3 bins by a fixed
+    function of its global position, which makes distances distinct and the choice the same for
+    every block.
+    """
+    key = (table.y.astype(np.uint64) * np.uint64(2654435761) + table.x.astype(np.uint64) * np.uint64(40503)) % 9973
+    jitter = (key.astype(np.float64) + 1) / 9974 * 1e-3
+    return cKDTree(np.c_[table.y + jitter, table.x + 0.7 * jitter])
+
+
 @dataclass(frozen=True)
 class Neighbourhoods:
     """Tokens of centre bins, as rows of a :class:`BinTable` (-1: empty centre or no neighbour)."""
@@ -176,7 +191,7 @@ def neighbourhoods(
     non-empty bins of ``table`` within ``radius`` bins (nearest first).
 
     ``table_distance`` and ``centre_distance`` are the signed nucleus distances of the table's
-    bins and of the centres; ``tree`` a KD-tree of the table's bins (built if not given).
+    bins and of the centres; ``tree`` the table's :func:`bin_tree` (built if not given).
     """
     q = len(y)
     tokens = n_neighbours + 1
@@ -188,12 +203,12 @@ def neighbourhoods(
     distance[:, 0] = centre_distance
     if len(table) == 0 or q == 0:
         return Neighbourhoods(token_bin, position, distance, valid)
-    tree = tree or cKDTree(np.c_[table.y, table.x])
+    tree = tree or bin_tree(table)
     k = min(n_neighbours + 1, len(table))
     d, i = tree.query(np.c_[y, x], k=k, distance_upper_bound=radius)
     d, i = d.reshape(q, k), i.reshape(q, k)
     found = np.isfinite(d)
-    is_self = found[:, 0] & (d[:, 0] == 0)
+    is_self = found[:, 0] & (d[:, 0] < 0.5)
     token_bin[is_self, 0] = i[is_self, 0]
     # Neighbours: the k nearest minus the centre itself, at most n_neighbours of them.
     shifted = np.where(is_self[:, None], np.c_[i[:, 1:], np.full(q, len(table))], i)[:, :n_neighbours]
