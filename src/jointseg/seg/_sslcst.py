@@ -278,7 +278,7 @@ def sslcst(
     dim: int = 64,
     layers: int = 8,
     heads: int = 1,
-    steps: int = 1500,
+    steps: int = 600,
     batch_size: int = 256,
     lr: float = 1e-3,
     patience: int = 4,

@@ -118,7 +118,7 @@ class TrainingSet:
 class SSLCSTParams:
     """Optimiser settings of :func:`train_transformer`."""
 
-    max_steps: int = 1500
+    max_steps: int = 600
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
