@@ -1,11 +1,12 @@
-"""Segmentation quality on the full real Xenium crop: GeneSegNet and SegJointGene vs nuclei
-expansion vs Xenium.
+"""Segmentation quality on the full real Xenium crop: GeneSegNet, SegJointGene and SSL-CST vs
+nuclei expansion vs Xenium.
 
-Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods genesegnet segjointgene]``
+Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods genesegnet segjointgene sslcst]``
 (fetches the crop once). GeneSegNet is trained once on the crop and applied with nuclei as cell
 centres (the default) and with centres found from its own offset votes. SegJointGene is trained
 once with its defaults and applied with and without the foreground fill (``fill=False`` is the
-paper's growth rule alone). Expansion is matched (bisection on the distance) to each method's
+paper's growth rule alone). SSL-CST is trained with its defaults, then again without the distance
+dropout (the paper's training). Expansion is matched (bisection on the distance) to each method's
 assigned fraction. Prints one table: cells, fraction of transcripts
 assigned, median transcripts per cell, MECR on the exclusive marker pairs of the shipped breast
 tables, cell calling (delta = 3, 5, 7 px), median convexity, elongation and area. The Xenium row
@@ -30,7 +31,7 @@ import jointseg as jg
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=150)
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--methods", nargs="+", default=["genesegnet", "segjointgene"])
+parser.add_argument("--methods", nargs="+", default=["genesegnet", "segjointgene", "sslcst"])
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("jointseg").setLevel(logging.WARNING)
@@ -85,6 +86,12 @@ if "segjointgene" in args.methods:
         progress=False)  # fmt: skip
     matched_expansion(rows["segjointgene"]["fraction_assigned"], "segjointgene")
     matched_expansion(rows["segjointgene no fill (paper rule)"]["fraction_assigned"], "segjointgene no fill")
+if "sslcst" in args.methods:
+    run("sslcst", jg.seg.sslcst, seed=args.seed, progress=False)
+    logs["sslcst"] = sdata["sslcst_table"].uns["jointseg"]["sslcst_labels"]["training_log"]
+    run("sslcst paper training (no distance dropout)", jg.seg.sslcst, distance_dropout=0.0, seed=args.seed,
+        progress=False)  # fmt: skip
+    matched_expansion(rows["sslcst"]["fraction_assigned"], "sslcst")
 
 points = sdata["transcripts"][["xenium_cell_id", "feature_name"]].compute()
 n_total = len(points)  # all transcripts, control probes included, as in our tables' fractions
@@ -116,3 +123,8 @@ if "segjointgene" in logs:
               f"{r['cid_pairs']} CID pairs in {r['cid_seconds']:.0f} s, {r['seconds']:.0f} s")  # fmt: skip
     print("segjointgene converged:", logs["segjointgene"]["converged"])
     print("segjointgene top 20 genes by CID:", ", ".join(top))
+if "sslcst" in logs:
+    log = logs["sslcst"]
+    print(f"sslcst training: {log['steps']} steps (early stop: {log['stopped_early']}), {log['n_train']} training and "
+          f"{log['n_validation']} held-out samples, validation loss by step:",
+          ", ".join(f"{h['step']}: {h['validation_loss']:.3f}" for h in log["history"]))  # fmt: skip

@@ -188,12 +188,13 @@ def train_transformer(
     optimiser = torch.optim.AdamW(network.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     best, best_state, since_best, history = np.inf, None, 0, []
     start = time.perf_counter()
-    step = 0
+    step, tokens = 0, 0
     bar = tqdm(range(params.max_steps), desc="SSL-CST training", disable=not progress, leave=False)
     for step in bar:
         network.train()
         rows = rng.choice(train_rows, size=min(params.batch_size, len(train_rows)), replace=False)
         loss = _loss(model, data, rows, rng, params.distance_dropout)
+        tokens += len(rows) * int(data.tokens.valid[rows].sum(axis=1).max())  # the batch's token columns
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -211,7 +212,6 @@ def train_transformer(
         network.load_state_dict(best_state)
     network.eval()
     seconds = time.perf_counter() - start
-    tokens = (step + 1) * params.batch_size * data.tokens.valid.shape[1]
     logger.info("SSL-CST: %d steps in %.1f s (best validation loss %.4f)", step + 1, seconds, best)
     return {
         "steps": step + 1,
