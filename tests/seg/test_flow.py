@@ -71,6 +71,8 @@ def test_sinks_merge_when_close_or_on_one_nucleus():
     assert (cells[0, 10:] == 0).all()
     apart = cells_from_sinks(sinks, shape, np.zeros(shape, int), merge_distance=2.5)
     assert apart[0, 6] != apart[0, 8]
+    nuclei[0, 0:2], nuclei[0, 2:4] = 1, 2  # sinks 0 and 2 are close but on two nuclei
+    assert len(np.unique(cells_from_sinks(sinks, shape, nuclei, merge_distance=2.5)[0, :4])) == 2
 
 
 def test_flow_cells_separates_two_touching_cells_and_drops_small_ones():

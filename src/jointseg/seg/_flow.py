@@ -64,14 +64,16 @@ def smooth(field: np.ndarray, *, passes: int = 2) -> np.ndarray:
     return field
 
 
-def track_flows(foreground: np.ndarray, vectors: np.ndarray, *, max_steps: int = 64) -> np.ndarray:
+def track_flows(
+    foreground: np.ndarray, vectors: np.ndarray, *, stop: np.ndarray | None = None, max_steps: int = 64
+) -> np.ndarray:
     """Where the flow from each foreground bin ends: flat index of its sink (-1 off the foreground).
 
     From a bin, one step goes to the neighbour nearest to ``bin + v / |v|``. The flow stops at a
     bin whose step would leave the foreground or the array, whose vector is zero, or whose next
     vector turns back (cosine of consecutive steps <= 0); it stops after ``max_steps`` steps
     otherwise. A flow entering a bin continues as that bin's flow, so flows are computed for every
-    bin at once by pointer doubling.
+    bin at once by pointer doubling. Flows also stop on entering a ``stop`` bin (labelled bins).
     """
     h, w = foreground.shape
     flat = np.arange(h * w)
@@ -89,6 +91,8 @@ def track_flows(foreground: np.ndarray, vectors: np.ndarray, *, max_steps: int =
     flat_norm = norm.ravel()
     # A flow may enter a bin without direction (it stops there), but not turn back.
     moves = inside & fg[target] & (flat_norm > 1e-6) & ((cosine > 0) | (flat_norm[target] <= 1e-6))
+    if stop is not None:
+        moves &= ~stop.ravel()
     nxt = np.where(moves & fg, target, flat)
     for _ in range(int(np.ceil(np.log2(max(max_steps, 2))))):
         nxt = nxt[nxt]
@@ -98,8 +102,8 @@ def track_flows(foreground: np.ndarray, vectors: np.ndarray, *, max_steps: int =
 def cells_from_sinks(
     sinks: np.ndarray, shape: tuple[int, int], nuclei: np.ndarray, *, merge_distance: float = 3.5
 ) -> np.ndarray:
-    """Cell labels from each bin's sink: sinks closer than ``merge_distance`` bins, or on the same
-    nucleus, are one cell.
+    """Cell labels from each bin's sink: sinks closer than ``merge_distance`` bins (unless they lie
+    on two different nuclei), or on the same nucleus, are one cell.
     """
     labels = np.zeros(shape, np.int64)
     fg = sinks >= 0
@@ -107,12 +111,14 @@ def cells_from_sinks(
         return labels
     unique, inverse = np.unique(sinks[fg], return_inverse=True)
     sy, sx = np.divmod(unique, shape[1])
-    edges = cKDTree(np.c_[sy, sx]).query_pairs(merge_distance, output_type="ndarray")
+    edges = cKDTree(np.c_[sy, sx]).query_pairs(merge_distance, output_type="ndarray").reshape(-1, 2)
     on_nucleus = nuclei.ravel()[unique]
+    a, b = on_nucleus[edges[:, 0]], on_nucleus[edges[:, 1]]
+    edges = edges[(a == 0) | (b == 0) | (a == b)]  # sinks on two different nuclei stay two cells
     idx = np.flatnonzero(on_nucleus > 0)
     order = idx[np.argsort(on_nucleus[idx], kind="stable")]
     same = on_nucleus[order[1:]] == on_nucleus[order[:-1]]
-    edges = np.r_[edges.reshape(-1, 2), np.c_[order[:-1][same], order[1:][same]]]
+    edges = np.r_[edges, np.c_[order[:-1][same], order[1:][same]]]
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(unique), len(unique)))
     _, group = connected_components(graph, directed=False)
     labels.ravel()[np.flatnonzero(fg)] = group[inverse] + 1
@@ -132,7 +138,8 @@ def flow_cells(
 ) -> np.ndarray:
     """Cells (int64 labels, 1..n) of a bin grid from the foreground probability ``(h, w)`` and the
     direction vectors ``(2, h, w)``: both smoothed by two 3 x 3 means, foreground above
-    ``threshold``, flows tracked to sinks, sinks merged (see :func:`cells_from_sinks`), holes of at
+    ``threshold``, flows tracked to sinks (a flow entering a nucleus stops there: nuclei are labelled
+    bins), sinks merged (see :func:`cells_from_sinks`), holes of at
     most ``max_hole_area`` bins enclosed by one cell filled, then each cell's largest piece kept and
     cells under ``min_area`` bins dropped.
 
@@ -149,7 +156,7 @@ def flow_cells(
     probability = smooth(foreground_probability)
     vectors = smooth(vectors)
     foreground = probability > threshold
-    sinks = track_flows(foreground, vectors, max_steps=max_steps)
+    sinks = track_flows(foreground, vectors, stop=nuclei > 0, max_steps=max_steps)
     labels = cells_from_sinks(sinks, foreground.shape, nuclei, merge_distance=merge_distance)
     labels = keep_largest_piece(fill_holes(labels, max_hole_area=max_hole_area))
     area = np.bincount(labels.ravel())

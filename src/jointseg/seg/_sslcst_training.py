@@ -125,7 +125,7 @@ class SSLCSTParams:
     eval_every: int = 100
     patience: int = 4
     max_validation: int = 4096
-    distance_dropout: float = 0.5
+    distance_dropout: float = 0.0
 
 
 def augment(position: np.ndarray, direction: np.ndarray, rng: np.random.Generator, n: int = 16):
