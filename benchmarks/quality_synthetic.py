@@ -27,12 +27,12 @@ SSL = {"prior_radius_um": 5.0, "negative_distance_um": 5.0, "progress": False}
 records = []
 
 
-def score(sdata, seed, name, fn, **kw):
+def score(sdata, slide_seed, name, fn, **kw):
     start = time.perf_counter()
     out = fn(sdata, copy=True, overwrite=True, **kw)
     seconds = time.perf_counter() - start
     scores = jg.metrics.instance_scores(out["cell_labels"].values, sdata["true_cells"].values)
-    records.append({"method": name, "seed": seed, "seconds": seconds, **scores})
+    records.append({"method": name, "seed": slide_seed, "seconds": seconds, **scores})
 
 
 for seed in args.seeds:
