@@ -61,7 +61,7 @@ axes[1].set_aspect("equal")
 jg.pl.segmentation(
     sdata, image_key="morphology", nuclei_key="nuclei", points_key="transcripts", region=region, ax=axes[2]
 )
-axes[2].set_title("SSL-CST cells (red), nuclei (cyan); transcripts assigned (gold) / not (grey)")
+axes[2].set_title("SSL-CST cells (red), nuclei (cyan), transcripts")
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])

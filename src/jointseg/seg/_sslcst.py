@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import torch
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
@@ -67,7 +68,7 @@ def _tokens_of(
     model_settings: dict,
     *,
     table_distance: np.ndarray | None = None,
-    tree=None,
+    tree: cKDTree | None = None,
 ) -> Neighbourhoods:
     scale = model_settings["distance_scale_bins"]
     if table_distance is None:
@@ -143,7 +144,8 @@ def _training_set(
     validation = samples.x > cut
     if not validation.any() or validation.all():
         validation = np.zeros(len(samples), bool)
-        validation[np.argsort(samples.x, kind="stable")[-max(len(samples) // 5, 1) :]] = True
+        n_held = max(int(round(len(samples) * validation_fraction)), 1)
+        validation[np.argsort(samples.x, kind="stable")[-n_held:]] = True
     logger.info("SSL-CST: %d positive and %d negative samples available on %d tiles; %d used (%d held out)",
                 len(all_pos), len(all_neg), len(keep), len(samples), validation.sum())  # fmt: skip
     return TrainingSet(samples, tokens, BinTable.concat(tables), validation)
