@@ -4,7 +4,7 @@ import pytest
 from skimage.measure import label
 
 from jointseg.seg import BlockGrid, segment_blockwise, sliding_window_average
-from jointseg.seg._tiling import window_weights
+from jointseg.seg._tiling import bins_to_pixels, window_weights
 
 
 def _blobs(shape=(300, 340), n=40, seed=0):
@@ -64,3 +64,10 @@ def test_sliding_window_pads_small_inputs():
 def test_window_weights_positive():
     w = window_weights(16)
     assert w.min() > 0 and w.max() == 1
+
+
+def test_bins_to_pixels_repeats_each_bin_and_crops_to_the_image():
+    binned = da.from_array(np.arange(12).reshape(3, 4), chunks=2)
+    pixels = bins_to_pixels(binned, 3, (8, 11)).compute()
+    assert pixels.shape == (8, 11)
+    np.testing.assert_array_equal(pixels, np.arange(12).reshape(3, 4).repeat(3, 0).repeat(3, 1)[:8, :11])

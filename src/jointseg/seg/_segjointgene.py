@@ -35,7 +35,7 @@ from jointseg.seg._jointtraining import (
     joint_refinement,
 )
 from jointseg.seg._outputs import check_outputs_free, write_segmentation
-from jointseg.seg._tiling import BlockGrid, array_from_blocks, segment_blockwise
+from jointseg.seg._tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise
 from jointseg.tl._gene_scores import gene_scores
 
 logger = logging.getLogger("jointseg")
@@ -179,11 +179,7 @@ def predict_segjointgene_cells(
         ),
         dtype=np.int64,
     )
-    pixels = allowed.map_blocks(
-        lambda a: a.repeat(b, 0).repeat(b, 1),
-        chunks=tuple(tuple(c * b for c in cs) for cs in allowed.chunks),
-        dtype=np.int64,
-    )[:h, :w]
+    pixels = bins_to_pixels(allowed, b, (h, w))
     fields = da.stack([pixels.rechunk(bins * b), nuclei.astype(np.int64).rechunk(bins * b)])
     return segment_blockwise(
         fields, _grow_block, block_size=bins * b, halo=halo, type_of=type_of, max_distance=max_distance,

@@ -34,7 +34,7 @@ from jointseg.seg._sslcst_training import (
     select_samples,
     train_transformer,
 )
-from jointseg.seg._tiling import BlockGrid, array_from_blocks, segment_blockwise
+from jointseg.seg._tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise
 from jointseg.seg._tokens import (
     BinTable,
     Neighbourhoods,
@@ -249,12 +249,7 @@ def predict_sslcst_cells(
     # float64 holds nucleus ids exactly up to 2**53
     stack = da.concatenate([fields.astype(np.float64), at_bins.astype(np.float64).rechunk(fields.chunks[1:])[None]])
     labels = segment_blockwise(stack, _flow_block, block_size=bins, halo=halo_bins, **flow_kwargs)
-    pixels = labels.map_blocks(
-        lambda a: a.repeat(b, 0).repeat(b, 1),
-        chunks=tuple(tuple(c * b for c in cs) for cs in labels.chunks),
-        dtype=np.int64,
-    )
-    return pixels[:h, :w]
+    return bins_to_pixels(labels, b, (h, w))
 
 
 def sslcst(

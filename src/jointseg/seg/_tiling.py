@@ -104,6 +104,18 @@ def array_from_blocks(
     return da.block([rows] if leading else rows)
 
 
+def bins_to_pixels(binned: da.Array, bin_size: int, shape: tuple[int, int]) -> da.Array:
+    """Lazy ``(y, x)`` array of a coarse grid brought to the pixels of an image of ``shape``: each
+    bin's value on its ``bin_size x bin_size`` pixels.
+    """
+    pixels = binned.map_blocks(
+        lambda a: a.repeat(bin_size, 0).repeat(bin_size, 1),
+        chunks=tuple(tuple(c * bin_size for c in cs) for cs in binned.chunks),
+        dtype=binned.dtype,
+    )
+    return pixels[: shape[0], : shape[1]]
+
+
 def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
     """Keep the objects whose centroid lies in the block's core; give them global ids."""
     n = int(local.max())
