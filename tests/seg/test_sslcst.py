@@ -75,3 +75,15 @@ def test_bad_inputs_fail_early_with_clear_errors(synth):
     with pytest.raises(ValueError, match=r"no negative training samples.*negative_distance_um"):
         jg.seg.sslcst(synth, negative_distance_um=500.0, progress=False)
     assert "cell_labels" not in synth.labels
+
+
+def test_distributed_matches_threaded(trained):
+    distributed = pytest.importorskip("distributed")
+    sdata, path = trained
+    same = {"model": path, "block_size": 128, "prior_radius_um": SMALL["prior_radius_um"], "copy": True,
+            "overwrite": True, "progress": False}  # fmt: skip
+    threaded = jg.seg.sslcst(sdata, **same)["cell_labels"].values
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB") as cluster:
+        with distributed.Client(cluster):
+            on_cluster = jg.seg.sslcst(sdata, **same)["cell_labels"].values
+    np.testing.assert_array_equal(threaded, on_cluster)
