@@ -60,27 +60,24 @@ def _bin_means(stain: np.ndarray, bin_size: int, shape: tuple[int, int]) -> np.n
     return out
 
 
+def _geometry(table: BinTable, centres: NucleusCentres, settings: dict) -> tuple[cKDTree, np.ndarray]:
+    """A table's KD-tree and its bins' signed nucleus distances, shared by all its token queries."""
+    return bin_tree(table), centres.signed_distance(table.y, table.x, scale=settings["distance_scale_bins"])
+
+
 def _tokens_of(
-    table: BinTable,
-    centres: NucleusCentres,
-    y: np.ndarray,
-    x: np.ndarray,
-    model_settings: dict,
-    *,
-    table_distance: np.ndarray | None = None,
-    tree: cKDTree | None = None,
+    table: BinTable, geometry: tuple, centres: NucleusCentres, y: np.ndarray, x: np.ndarray, settings: dict
 ) -> Neighbourhoods:
-    scale = model_settings["distance_scale_bins"]
-    if table_distance is None:
-        table_distance = centres.signed_distance(table.y, table.x, scale=scale)
+    """Tokens of the centre bins ``(y, x)`` from ``table`` and its :func:`_geometry`."""
+    tree, table_distance = geometry
     return neighbourhoods(
         table,
         table_distance,
         y,
         x,
-        centres.signed_distance(y, x, scale=scale),
-        n_neighbours=model_settings["n_neighbours"],
-        radius=model_settings["radius_bins"],
+        centres.signed_distance(y, x, scale=settings["distance_scale_bins"]),
+        n_neighbours=settings["n_neighbours"],
+        radius=settings["radius_bins"],
         tree=tree,
     )
 
@@ -123,8 +120,9 @@ def _training_set(
         bin_stain = _bin_means(np.asarray(stain[pix[0] : pix[1], pix[2] : pix[3]], np.float32), bin_size, shape)
         pos, neg = select_samples(eroded, nucleus, expressed, bin_stain, (y0, x0), centres,
                                   negative_distance=negative_distance, dark=dark)  # fmt: skip
+        geometry = _geometry(table, centres, settings)
         for kind, out, tok in ((pos, positives, tokens_pos), (neg, negatives, tokens_neg)):
-            found = _tokens_of(table, centres, kind.y, kind.x, settings)
+            found = _tokens_of(table, geometry, centres, kind.y, kind.x, settings)
             tok.append(Neighbourhoods(np.where(found.token_bin >= 0, found.token_bin + shift, -1), found.position,
                                       found.distance, found.valid))  # fmt: skip
             out.append(kind)
@@ -164,14 +162,12 @@ def _network_outputs(
     out = np.zeros((1 + model.network.config.n_directions, len(yy)), np.float32)
     if len(table) == 0:
         return out
-    tree = bin_tree(table)
-    table_distance = centres.signed_distance(table.y, table.x, scale=settings["distance_scale_bins"])
+    geometry = _geometry(table, centres, settings)
     # Centre bins with a transcript in reach, in chunks: memory stays O(chunk x tokens) per block.
-    todo = np.flatnonzero(tree.query(np.c_[yy, xx], distance_upper_bound=model.radius_bins)[0] < np.inf)
+    todo = np.flatnonzero(geometry[0].query(np.c_[yy, xx], distance_upper_bound=model.radius_bins)[0] < np.inf)
     for chunk in np.array_split(todo, max(-(-len(todo) // _BATCH), 1)):
         if len(chunk):
-            tokens = _tokens_of(table, centres, yy[chunk], xx[chunk], settings, table_distance=table_distance,
-                                tree=tree)  # fmt: skip
+            tokens = _tokens_of(table, geometry, centres, yy[chunk], xx[chunk], settings)
             fg, probs = locked(model.predict, tokens.batch(table))
             out[0, chunk], out[1:, chunk] = fg, probs.T
     return out
@@ -203,12 +199,14 @@ def _fields_block(
         outputs = np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in lattice])
     fg, probs = outputs[0], outputs[1:].T
     n_dir = probs.shape[1]
-    yy, xx = yy.ravel(), xx.ravel()
+    predicted = np.flatnonzero(probs.max(axis=1) > 0)  # bins without a transcript in reach keep no direction
+    yy, xx = yy.ravel()[predicted], xx.ravel()[predicted]
     reach = 1.25 * prior_radius
     near = (centres.y >= y0 - reach) & (centres.y < y1 + reach) & (centres.x >= x0 - reach) & (centres.x < x1 + reach)
-    probs = probs * direction_prior(yy, xx, centres.y[near], centres.x[near], radius=prior_radius, n=n_dir)
-    vectors = class_vectors(n_dir)[probs.argmax(axis=1)]
-    vectors[probs.max(axis=1) <= 0] = 0
+    allowed = direction_prior(yy, xx, centres.y[near], centres.x[near], radius=prior_radius, n=n_dir)
+    weighted = probs[predicted] * allowed
+    vectors = np.zeros((len(probs), 2))
+    vectors[predicted] = class_vectors(n_dir)[weighted.argmax(axis=1)]
     return np.concatenate([fg.reshape(1, *shape), vectors.T.reshape(2, *shape)]).astype(np.float32)
 
 
