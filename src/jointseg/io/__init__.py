@@ -1,5 +1,6 @@
 """Readers and writers."""
 
+from jointseg.io._explorer import write_xenium_explorer
 from jointseg.io._zarr import read_zarr, write_zarr
 
-__all__ = ["read_zarr", "write_zarr"]
+__all__ = ["read_zarr", "write_xenium_explorer", "write_zarr"]
