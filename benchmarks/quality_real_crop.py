@@ -49,7 +49,7 @@ def run(name, fn, **kw):
     start = time.perf_counter()
     fn(sdata, image_key="morphology", points_key="transcripts", overwrite=True, **keys, **kw)
     times[name] = time.perf_counter() - start
-    sdata["transcripts"] = sdata["transcripts"].drop(columns="cell_id")
+    sdata["transcripts"] = sdata["transcripts"].drop(columns="jg_cell_id")
     rows[name] = jg.metrics.segmentation_report(
         sdata, pairs=pairs, labels_key=keys["key_added"], shapes_key=keys["shapes_key"], table_key=keys["table_key"]
     )

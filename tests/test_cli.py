@@ -50,7 +50,7 @@ def test_segment_round_trip_leaves_input_untouched(xenium_store, tmp_path, capsy
     assert "cell_boundaries" in result.shapes and "morphology" in result.images
     table = result["table"]
     assert table.n_obs == len(result["cell_boundaries"]) > 100
-    assert table.X.sum() == (result["transcripts"]["cell_id"].compute() > 0).sum()
+    assert table.X.sum() == (result["transcripts"]["jg_cell_id"].compute() > 0).sum()
     # refuses an existing output, then replaces it with --overwrite
     assert main(["segment", str(xenium_store), str(out)]) == 2
     assert "exists" in capsys.readouterr().err

@@ -12,7 +12,9 @@ RNA_DENSITY_KEY = "rna_density"
 
 REGION_KEY = "region"
 INSTANCE_KEY = "cell_id"
-POINTS_CELL_ID = "cell_id"
+#: Column added to the points with each transcript's cell id. Not ``cell_id``: Xenium and MERSCOPE
+#: transcripts already carry the vendor's own ``cell_id``, which jointseg must never overwrite.
+POINTS_CELL_ID = "jg_cell_id"
 UNS_KEY = "jointseg"
 
 #: Pixel convention: pixel centres sit at integer coordinates (as in scikit-image contours and

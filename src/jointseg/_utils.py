@@ -108,10 +108,12 @@ def select_device(device: str | None = None) -> str:
 
 
 def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = DEFAULT_CS) -> float:
-    """Pixel edge length of an image in the units of ``coordinate_system`` (microns for Xenium)."""
+    """Pixel edge length of an image (or labels) element in microns (see :func:`jointseg.pp.set_units`)."""
+    from jointseg.pp._units import microns_per_unit
+
     t = get_transformation(sdata[image_key], to_coordinate_system=coordinate_system)
     m = t.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
-    return float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+    return float(np.sqrt(abs(np.linalg.det(m[:2, :2])))) * microns_per_unit(sdata, coordinate_system)
 
 
 def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:

@@ -62,20 +62,27 @@ def run_pipeline(
     points_key: str | None,
     method: str,
     coordinate_system: str = "global",
+    channel: int | str | None = None,
     overwrite: bool = False,
     **method_kwargs,
 ) -> dict[str, float]:
-    """Nuclei (unless present) then ``method``; returns wall times of the steps in seconds."""
+    """Nuclei (unless present) then ``method``; returns wall times of the steps in seconds.
+    ``channel`` picks the stain of a multichannel image, for the nuclei and for methods that read it.
+    """
     import jointseg as jg
 
     methods = _methods()
     if method not in methods:
         raise KeyError(f"Unknown method {method!r}; available: {sorted(methods)}.")
     image_key, points_key = check_inputs(sdata, image_key, points_key)
+    if channel is not None and "channel" in inspect.signature(methods[method]).parameters:
+        method_kwargs["channel"] = channel
     times = {}
     start = time.perf_counter()
     if "nuclei" not in sdata.labels or overwrite:
-        jg.pp.nuclei(sdata, image_key=image_key, coordinate_system=coordinate_system, overwrite=overwrite)
+        jg.pp.nuclei(
+            sdata, image_key=image_key, channel=channel, coordinate_system=coordinate_system, overwrite=overwrite
+        )
     times["nuclei_s"] = time.perf_counter() - start
     start = time.perf_counter()
     methods[method](
@@ -99,6 +106,8 @@ def _cmd_segment(args: argparse.Namespace) -> None:
     if out.resolve() == Path(args.input).resolve():
         raise ValueError("OUTPUT must differ from INPUT: jointseg never writes into its input store.")
     sdata = jg.io.read_zarr(args.input)
+    if args.microns_per_unit is not None:
+        jg.pp.set_units(sdata, args.microns_per_unit, coordinate_system=args.coordinate_system)
     if args.device is not None:
         jg._utils.select_device(args.device)  # fail early on an unknown device string
     times = run_pipeline(
@@ -107,11 +116,15 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         points_key=args.points_key,
         method=args.method,
         coordinate_system=args.coordinate_system,
+        channel=int(args.channel) if args.channel is not None and args.channel.isdigit() else args.channel,
         overwrite=args.overwrite,
+        key_added=args.labels_key,
+        shapes_key=args.shapes_key,
+        table_key=args.table_key,
         **method_options(args.method, args),
     )
     jg.io.write_zarr(sdata, out, overwrite=args.overwrite)
-    summary = jg.metrics.assignment_summary(sdata["table"])
+    summary = jg.metrics.assignment_summary(sdata[args.table_key], table_key=args.table_key)
     print(
         f"{args.method}: {summary['n_cells']} cells, {summary['fraction_assigned']:.1%} of transcripts assigned, "
         f"median {summary['median_transcripts_per_cell']:.0f} per cell "
@@ -196,10 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--points-key", default=None, help="transcripts (default: the only points)")
         p.add_argument("--method", default="expand_nuclei", choices=sorted(_methods()))
         p.add_argument("--coordinate-system", default="global")
+        p.add_argument("--channel", default=None, help="stain channel of a multichannel image: name or index")
+        p.add_argument(
+            "--microns-per-unit",
+            type=float,
+            default=None,
+            help="microns in one unit of the coordinate system (needed for CosMx; see jg.pp.set_units)",
+        )
         p.add_argument("--device", default=None, help="torch device for network methods (default: auto)")
         p.add_argument("--seed", type=int, default=0, help="random seed for network methods")
         p.add_argument("--steps", type=int, default=None, help="training steps per round (network methods)")
         p.add_argument("--model", default=None, help="saved model to apply instead of training (network methods)")
+        p.add_argument("--labels-key", default="cell_labels", help="name of the new cell labels")
+        p.add_argument("--shapes-key", default="cell_boundaries", help="name of the new cell polygons")
+        p.add_argument("--table-key", default="table", help="name of the new cells x genes table")
         p.add_argument("--overwrite", action="store_true", help="replace OUTPUT and existing result keys")
         p.set_defaults(func=_cmd_segment)
     p = sub.add_parser("demo", help="run the pipeline on the real Xenium breast crop")

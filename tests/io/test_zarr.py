@@ -10,7 +10,7 @@ def test_round_trip_and_refusal(tmp_path, segmented):
     assert not back.is_backed()
     assert set(back.labels) == {"nuclei", "cell_labels", "true_cells", "true_nuclei"}
     assert back["table"].n_obs == segmented["table"].n_obs
-    assert "cell_id" in back["transcripts"].columns
+    assert "jg_cell_id" in back["transcripts"].columns
     with pytest.raises(FileExistsError, match="overwrite"):
         jg.io.write_zarr(segmented, path)
     assert not (tmp_path / ".out.zarr.partial").exists()

@@ -57,7 +57,7 @@ def test_assignment_summary(segmented):
     s = jg.metrics.assignment_summary(segmented["table"])
     pts = segmented["transcripts"].compute()
     assert s["n_cells"] == segmented["table"].n_obs
-    assert s["fraction_assigned"] == pytest.approx((pts["cell_id"] > 0).mean())
+    assert s["fraction_assigned"] == pytest.approx((pts["jg_cell_id"] > 0).mean())
 
 
 def _hand_made_sdata():

@@ -12,7 +12,7 @@ def test_outputs_are_linked(segmented):
     assert table.uns["jointseg"]["cell_labels"]["method"] == "expand_nuclei"
     assert (table.obs["nucleus_id"] > 0).all()
     pts = segmented["transcripts"].compute()
-    assert pts["cell_id"].isin(np.r_[0, ids]).all()
+    assert pts["jg_cell_id"].isin(np.r_[0, ids]).all()
 
 
 def test_polygons_agree_with_lookup(segmented):
@@ -26,7 +26,7 @@ def test_polygons_agree_with_lookup(segmented):
     joined = gpd.sjoin(gdf, shapes[["geometry"]], predicate="within", how="left")
     joined = joined[~joined.index.duplicated()]
     by_polygon = joined["index_right"].fillna("0").astype(int).to_numpy()
-    agree = (by_polygon == pts["cell_id"].to_numpy()).mean()
+    agree = (by_polygon == pts["jg_cell_id"].to_numpy()).mean()
     assert agree > 0.99  # the rest sit exactly on pixel-corner boundaries
 
 

@@ -71,8 +71,8 @@ def test_outputs_are_linked_and_cells_contain_their_nucleus(trained):
     for cell, nucleus in zip(table.obs["cell_id"], table.obs["nucleus_id"], strict=True):
         assert (labels[nuclei == nucleus] == cell).all()
     points = sdata["transcripts"].compute()
-    assert (points["cell_id"] > 0).sum() == table.obs["n_transcripts"].sum() + int(
-        ((points["cell_id"] > 0) & points["feature_name"].astype(str).str.startswith("NegControl")).sum()
+    assert (points["jg_cell_id"] > 0).sum() == table.obs["n_transcripts"].sum() + int(
+        ((points["jg_cell_id"] > 0) & points["feature_name"].astype(str).str.startswith("NegControl")).sum()
     )
 
 

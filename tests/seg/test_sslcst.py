@@ -40,7 +40,7 @@ def test_outputs_are_linked_and_the_training_log_is_kept(trained):
     log = params["training_log"]
     assert log["history"] and log["n_validation"] > 0 and log["steps"] <= SMALL["steps"]
     assert log["history"][-1]["validation_loss"] < log["history"][0]["validation_loss"] or log["stopped_early"]
-    ids = sdata["transcripts"]["cell_id"].compute()
+    ids = sdata["transcripts"]["jg_cell_id"].compute()
     assert ids.max() == table.n_obs and (ids > 0).mean() == pytest.approx(table.X.sum() / len(ids), rel=1e-6)
 
 

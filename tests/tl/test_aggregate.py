@@ -18,7 +18,7 @@ def test_counts_match_brute_force(synth):
     ref = ref.reindex(index=table.obs["cell_id"].to_numpy(), columns=table.var_names, fill_value=0)
     np.testing.assert_array_equal(table.X.toarray(), ref.to_numpy())
     assert table.X.sum() == (ids > 0).sum()
-    np.testing.assert_array_equal(df["cell_id"].to_numpy(), ids)
+    np.testing.assert_array_equal(df["jg_cell_id"].to_numpy(), ids)
     np.testing.assert_array_equal(table.obs["nucleus_id"], table.obs["cell_id"])
 
 
@@ -40,13 +40,14 @@ def test_table_model_conventions(synth):
 
 def test_existing_cell_id_column_is_protected(synth):
     df = synth["transcripts"].compute()
-    df["cell_id"] = 7
+    df["cell_id"] = 7  # a vendor's own cell ids (Xenium, MERSCOPE) are kept
+    df["jg_cell_id"] = 5
     synth["transcripts"] = PointsModel.parse(df, coordinates={"x": "x", "y": "y"}, feature_key="feature_name")
-    with pytest.raises(ValueError, match="already have a 'cell_id' column"):
+    with pytest.raises(ValueError, match="already have a 'jg_cell_id' column"):
         jg.tl.aggregate(synth, labels_key="true_cells", points_key="transcripts")
-    jg.tl.aggregate(synth, labels_key="true_cells", points_key="transcripts", points_cell_id_key="jg_cell_id")
+    jg.tl.aggregate(synth, labels_key="true_cells", points_key="transcripts", points_cell_id_key="mine")
     out = synth["transcripts"].compute()
-    assert (out["cell_id"] == 7).all() and out["jg_cell_id"].max() > 0
+    assert (out["cell_id"] == 7).all() and (out["jg_cell_id"] == 5).all() and out["mine"].max() > 0
 
 
 def test_control_genes_excluded_and_nan_dropped(synth, caplog):
@@ -70,7 +71,7 @@ def test_control_genes_excluded_and_nan_dropped(synth, caplog):
     table = synth["table"]
     assert "NegControlProbe_00001" not in table.var_names
     assert table.uns["jointseg"]["table"]["n_transcripts_nan_dropped"] == 3
-    ids = synth["transcripts"].compute()["cell_id"]
+    ids = synth["transcripts"].compute()["jg_cell_id"]
     assert len(ids) == len(df) and (ids.iloc[-3:] == 0).all()
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from skimage.segmentation import find_boundaries
 from spatialdata import SpatialData
 
-from jointseg._constants import CELL_LABELS_KEY, DEFAULT_CS
-from jointseg._points import points_to_pixel_matrix
+from jointseg._constants import CELL_LABELS_KEY, DEFAULT_CS, POINTS_CELL_ID
+from jointseg._points import feature_key, points_to_pixel_matrix
 from jointseg._utils import image_2d, labels_2d, resolve_key
 
 
@@ -20,8 +23,11 @@ def segmentation(
     labels_key: str = CELL_LABELS_KEY,
     nuclei_key: str | None = None,
     points_key: str | None = None,
+    color_by: Literal["assignment", "gene", "cell"] = "assignment",
+    genes: list[str] | None = None,
     region: tuple[int, int, int, int] | None = None,
     max_points: int = 20_000,
+    channel: int | str | None = None,
     coordinate_system: str = DEFAULT_CS,
     ax: Axes | None = None,
 ) -> Axes:
@@ -36,12 +42,19 @@ def segmentation(
     labels_key, nuclei_key
         Cell labels (red boundaries) and optional nuclei labels (cyan).
     points_key
-        Transcripts to scatter, coloured by assigned (yellow) or not (grey) when they carry a
-        ``cell_id`` column; a random subset of at most ``max_points``.
+        Transcripts to scatter (a random subset of at most ``max_points``).
+    color_by
+        ``"assignment"``: assigned (gold) or not (grey), from the points' ``jg_cell_id`` column;
+        ``"gene"``: one colour per gene of ``genes`` (default: the 8 most frequent in view), the
+        others grey; ``"cell"``: one colour per cell, unassigned grey.
+    genes
+        Genes to colour with ``color_by="gene"``.
     region
         ``(y0, y1, x0, x1)`` pixel window to show (default: the whole image).
     max_points
         Largest number of transcripts drawn.
+    channel
+        Stain channel (name or index) of a multichannel image.
     coordinate_system
         Coordinate system linking the points to the image.
     ax
@@ -59,7 +72,7 @@ def segmentation(
 
     """
     image_key = resolve_key(sdata, "images", image_key)
-    ax, (y0, y1, x0, x1) = draw_stain(sdata, image_key, region, ax)
+    ax, (y0, y1, x0, x1) = draw_stain(sdata, image_key, region, ax, channel=channel)
     for key, colour in ((labels_key, "red"), (nuclei_key, "cyan")):
         if key is None:
             continue
@@ -68,25 +81,54 @@ def segmentation(
         ax.imshow(edges, cmap=plt.matplotlib.colors.ListedColormap([colour]), alpha=0.9, interpolation="nearest",
                   extent=extent((y0, y1, x0, x1)))  # fmt: skip
     if points_key is not None:
-        pts = sdata.points[points_key]
-        cols = ["x", "y"] + (["cell_id"] if "cell_id" in pts.columns else [])
-        df = pts[cols].compute()
-        pix = (
-            np.c_[df["x"], df["y"], np.ones(len(df))]
-            @ points_to_pixel_matrix(sdata, points_key, image_key, coordinate_system=coordinate_system).T
-        )
-        inside = (pix[:, 0] >= x0) & (pix[:, 0] < x1) & (pix[:, 1] >= y0) & (pix[:, 1] < y1)
-        idx = np.flatnonzero(inside)
-        if len(idx) > max_points:
-            idx = np.random.default_rng(0).choice(idx, max_points, replace=False)
-        colours = np.where(df["cell_id"].to_numpy()[idx] > 0, "gold", "0.6") if "cell_id" in df else "gold"
-        ax.scatter(pix[idx, 0], pix[idx, 1], s=0.5, c=colours, linewidths=0)
+        _draw_points(sdata, points_key, image_key, (y0, y1, x0, x1), ax, color_by=color_by, genes=genes,
+                     max_points=max_points, coordinate_system=coordinate_system)  # fmt: skip
     return finish(ax, (y0, y1, x0, x1))
 
 
-def draw_stain(sdata: SpatialData, image_key: str, region, ax: Axes | None) -> tuple[Axes, tuple[int, int, int, int]]:
+def _draw_points(sdata, points_key, image_key, region, ax, *, color_by, genes, max_points, coordinate_system) -> None:
+    y0, y1, x0, x1 = region
+    pts = sdata.points[points_key]
+    gene_key = feature_key(sdata, points_key)
+    if color_by not in ("assignment", "gene", "cell"):
+        raise ValueError(f"color_by must be 'assignment', 'gene' or 'cell', got {color_by!r}.")
+    if color_by in ("assignment", "cell") and POINTS_CELL_ID not in pts.columns:
+        raise KeyError(f"Points {points_key!r} have no {POINTS_CELL_ID!r} column: segment first, or color_by='gene'.")
+    cols = ["x", "y", POINTS_CELL_ID if color_by != "gene" else gene_key]
+    df = pts[cols].compute()
+    pix = (
+        np.c_[df["x"], df["y"], np.ones(len(df))]
+        @ points_to_pixel_matrix(sdata, points_key, image_key, coordinate_system=coordinate_system).T
+    )
+    inside = (pix[:, 0] >= x0 - 0.5) & (pix[:, 0] < x1 - 0.5) & (pix[:, 1] >= y0 - 0.5) & (pix[:, 1] < y1 - 0.5)
+    idx = np.flatnonzero(inside)
+    if len(idx) > max_points:
+        idx = np.sort(np.random.default_rng(0).choice(idx, max_points, replace=False))
+    x, y = pix[idx, 0], pix[idx, 1]
+    if color_by == "assignment":
+        ax.scatter(x, y, s=0.5, c=np.where(df[POINTS_CELL_ID].to_numpy()[idx] > 0, "gold", "0.6"), linewidths=0)
+    elif color_by == "cell":
+        cell = df[POINTS_CELL_ID].to_numpy()[idx]
+        on = cell > 0
+        ax.scatter(x[~on], y[~on], s=0.5, c="0.6", linewidths=0)
+        # Neighbouring ids get distant colours: a multiplicative hash spreads them over the cyclic map.
+        ax.scatter(x[on], y[on], s=0.8, c=(cell[on] * 0.618034) % 1.0, cmap="hsv", vmin=0, vmax=1, linewidths=0)
+    else:
+        names = df[gene_key].astype(str).to_numpy()[idx]
+        shown = genes if genes is not None else list(pd.Series(names).value_counts().index[:8])
+        other = ~np.isin(names, shown)
+        ax.scatter(x[other], y[other], s=0.3, c="0.6", alpha=0.5, linewidths=0)
+        for k, gene in enumerate(shown):
+            sel = names == gene
+            ax.scatter(x[sel], y[sel], s=2, color=plt.get_cmap("tab10")(k % 10), linewidths=0, label=gene)
+        ax.legend(loc="upper right", markerscale=4, fontsize="small", framealpha=0.7)
+
+
+def draw_stain(
+    sdata: SpatialData, image_key: str, region, ax: Axes | None, *, channel: int | str | None = None
+) -> tuple[Axes, tuple[int, int, int, int]]:
     """Draw the stain of ``region`` (1st-99.5th percentile contrast) on ``ax`` or a new figure."""
-    image = image_2d(sdata, image_key)
+    image = image_2d(sdata, image_key, channel=channel)
     h, w = image.shape
     y0, y1, x0, x1 = region or (0, h, 0, w)
     stain = np.asarray(image.data[y0:y1, x0:x1], dtype=np.float32)

@@ -23,7 +23,7 @@ from jointseg._constants import (
     UNS_KEY,
 )
 from jointseg._points import TranscriptIndex, build_transcript_index
-from jointseg._utils import check_new_key, labels_2d, resolve_key
+from jointseg._utils import check_new_key, labels_2d, pixel_size_um, resolve_key
 from jointseg.seg._tiling import BlockGrid
 
 logger = logging.getLogger("jointseg")
@@ -247,7 +247,7 @@ def _build_table(sdata, labels_key, index, assigned, stats, pairs, coordinate_sy
     area = stats["area"].to_numpy()
     centroid_px = np.c_[stats["sx"].to_numpy() / area, stats["sy"].to_numpy() / area, np.ones(len(area))]
     spatial = (centroid_px @ matrix.T)[:, :2]
-    px_area = abs(np.linalg.det(matrix[:2, :2]))
+    px_area = pixel_size_um(sdata, labels_key, coordinate_system) ** 2
     obs = pd.DataFrame(
         {
             INSTANCE_KEY: cell_ids,

@@ -1,0 +1,41 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+import jointseg as jg
+
+
+def test_qc_panels_match_the_table(segmented):
+    fig = jg.pl.qc(segmented)
+    axes = fig.axes
+    table = segmented["table"]
+    cells_map = axes[0].images[0].get_array()
+    assert np.nansum(cells_map) == table.n_obs  # every cell counted once in the tile map
+    fraction = np.ma.filled(axes[1].images[0].get_array().astype(float), np.nan)
+    pts = segmented["transcripts"].compute()
+    assert np.nanmax(fraction) <= 1 and np.nanmin(fraction) >= 0
+    assert f"{table.n_obs:,} cells" in fig._suptitle.get_text()
+    hist_axes = [ax for ax in axes if ax.get_ylabel() == "cells"]
+    assert len(hist_axes) == 4
+    counts = sum(p.get_height() for p in hist_axes[0].patches)
+    assert counts == table.n_obs
+    assert (pts["jg_cell_id"] > 0).any()
+
+
+def test_qc_without_points_or_shapes(segmented):
+    fig = jg.pl.qc(segmented, points_key=None)
+    assert any(t.get_text() == "no per-transcript cell ids" for ax in fig.axes for t in ax.texts)
+
+
+def test_overlay_colours_by_gene_and_cell(segmented):
+    kw = {"image_key": "morphology", "points_key": "transcripts"}
+    ax = jg.pl.segmentation(segmented, **kw, color_by="gene", genes=["T0_0"])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["T0_0"]
+    ax = jg.pl.segmentation(segmented, image_key="morphology", points_key="transcripts", color_by="cell")
+    assert len(ax.collections) == 2  # unassigned (grey) and assigned (one colour per cell)
+    with pytest.raises(ValueError, match="color_by"):
+        jg.pl.segmentation(segmented, image_key="morphology", points_key="transcripts", color_by="type")
