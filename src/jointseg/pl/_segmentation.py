@@ -112,15 +112,15 @@ def _draw_points(sdata, points_key, image_key, region, ax, *, color_by, genes, m
         on = cell > 0
         ax.scatter(x[~on], y[~on], s=0.5, c="0.6", linewidths=0)
         # Neighbouring ids get distant colours: a multiplicative hash spreads them over the cyclic map.
-        ax.scatter(x[on], y[on], s=0.8, c=(cell[on] * 0.618034) % 1.0, cmap="hsv", vmin=0, vmax=1, linewidths=0)
+        ax.scatter(x[on], y[on], s=1.5, c=(cell[on] * 0.618034) % 1.0, cmap="hsv", vmin=0, vmax=1, linewidths=0)
     else:
         names = df[gene_key].astype(str).to_numpy()[idx]
         shown = genes if genes is not None else list(pd.Series(names).value_counts().index[:8])
         other = ~np.isin(names, shown)
-        ax.scatter(x[other], y[other], s=0.3, c="0.6", alpha=0.5, linewidths=0)
+        ax.scatter(x[other], y[other], s=0.5, c="0.6", alpha=0.4, linewidths=0)
         for k, gene in enumerate(shown):
             sel = names == gene
-            ax.scatter(x[sel], y[sel], s=2, color=plt.get_cmap("tab10")(k % 10), linewidths=0, label=gene)
+            ax.scatter(x[sel], y[sel], s=7, color=plt.get_cmap("tab10")(k % 10), linewidths=0, label=gene)
         ax.legend(loc="upper right", markerscale=4, fontsize="small", framealpha=0.7)
 
 
