@@ -18,7 +18,8 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+# .rst first: autosummary writes its API stubs with the first suffix, and they are reST.
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 master_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "generated/**.ipynb"]
 templates_path = ["_templates"]

@@ -31,7 +31,10 @@ VENDOR_CELL_ID = "xenium_cell_id"
 
 
 def xenium_breast(*, subset: Literal["full", "small"] = "full", chunks: int = 1024) -> SpatialData:
-    """Real Xenium human breast cancer crop in spatialdata-io's Xenium layout.
+    """Real Xenium human breast cancer crop, with spatialdata-io's Xenium element names and columns.
+
+    Unlike ``spatialdata_io.xenium``, whose ``"global"`` system is in image pixels, ``"global"``
+    here is in microns; jointseg reads the units of both (see :func:`jointseg.pp.microns_per_unit`).
 
     Parameters
     ----------
@@ -104,7 +107,7 @@ def xenium_like_sdata(
     chunks: int = 1024,
     partition_size: int = 100_000,
 ) -> SpatialData:
-    """Build a SpatialData the way spatialdata-io's Xenium reader lays one out.
+    """Build a SpatialData with spatialdata-io's Xenium element names and columns, ``"global"`` in microns.
 
     ``image`` is ``(y, x)``; ``transcripts`` has ``x``, ``y`` (microns, pixel (0, 0) at 0) and
     ``z`` plus ``feature_name`` and any other columns.
