@@ -35,6 +35,7 @@ docs: install
 
 bench: install
 	$(PY) benchmarks/bench_aggregate.py
+	$(PY) benchmarks/bench_transcript_stage.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache docs/_build docs/generated
