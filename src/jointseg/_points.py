@@ -68,6 +68,28 @@ def gene_categories(points: dd.DataFrame, gene_col: str) -> pd.Index:
     return pd.Index(np.sort(col.dropna().unique().compute().astype(str)))
 
 
+def count_duplicates(x: np.ndarray, y: np.ndarray, gene: np.ndarray) -> int:
+    """Number of transcripts that repeat an earlier one exactly (same float32 ``x``, ``y`` and gene).
+
+    The position's bits and a mixed gene code form one 64-bit key; sorting the keys (vectorised,
+    ~0.1 s for 20M) finds the repeats. A gene mixed into the key could in principle collide with
+    another position, so the count is exact up to such 64-bit collisions.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, 1.0, 2.0], np.float32)
+    >>> count_duplicates(x, x, np.array([3, 3, 3]))
+    1
+
+    """
+    key = (x.astype(np.float32).view(np.uint32).astype(np.uint64) << np.uint64(32)) | y.astype(np.float32).view(
+        np.uint32
+    ).astype(np.uint64)
+    key ^= gene.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    key.sort()
+    return int((key[1:] == key[:-1]).sum())
+
+
 @dataclass
 class TranscriptIndex:
     """Transcripts in image pixel coordinates, sorted by block of a regular grid.
@@ -187,6 +209,14 @@ def build_transcript_index(
     n_nan = int((~finite).sum())
     if n_nan:
         logger.warning("Dropped %d transcripts with NaN/inf coordinates from %r.", n_nan, points_key)
+    n_duplicated = count_duplicates(x[finite], y[finite], g[finite])
+    if n_duplicated:
+        logger.warning(
+            "%d transcripts of %r repeat another one exactly (same position and gene); they are counted as "
+            "given. Deduplicate the points first if they come from overlapping tiles or fields of view.",
+            n_duplicated,
+            points_key,
+        )
     excluded_codes = np.append(excluded, False)  # code -1 (unknown gene) indexes the appended False
     g = np.where(excluded_codes[g], -1, g).astype(np.int32)
     h, w = shape

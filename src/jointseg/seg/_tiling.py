@@ -10,12 +10,15 @@ pixel's core wins. Labels are made unique by a per-block id offset and renumbere
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dask
 import dask.array as da
 import numpy as np
+
+logger = logging.getLogger("jointseg")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,28 @@ def bins_to_pixels(binned: da.Array, bin_size: int, shape: tuple[int, int]) -> d
     return pixels[: shape[0], : shape[1]]
 
 
+def _reach_halo_edge(local: np.ndarray, block: Block) -> np.ndarray:
+    """Per local id, whether the object touches an edge of the extended window that lies inside the
+    image (a side with a halo): such an object may continue beyond what the block saw.
+    """
+    ey0, ey1, ex0, ex1 = block.ext
+    y0, y1, x0, x1 = block.core
+    edges = []
+    if ey0 < y0:
+        edges.append(local[0])
+    if ey1 > y1:
+        edges.append(local[-1])
+    if ex0 < x0:
+        edges.append(local[:, 0])
+    if ex1 > x1:
+        edges.append(local[:, -1])
+    touching = np.zeros(int(local.max()) + 1, dtype=bool)
+    if edges:
+        touching[np.concatenate(edges)] = True
+    touching[0] = False
+    return touching
+
+
 def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
     """Keep the objects whose centroid lies in the block's core; give them global ids."""
     n = int(local.max())
@@ -132,6 +157,14 @@ def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
     cy = np.floor(np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ey0
     cx = np.floor(np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ex0
     owned = present & (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
+    cut = _reach_halo_edge(local, block)[1:] & owned
+    if cut.any():
+        logger.warning(
+            "Block %s: %d objects reach the edge of the block's halo and may be cut there (cells larger than "
+            "the halo); use a larger block size or halo.",
+            block.index,
+            int(cut.sum()),
+        )
     lut = np.zeros(n + 1, dtype=np.int64)
     lut[1:][owned] = id_offset + np.arange(1, owned.sum() + 1)
     return lut[local]
