@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
+import dask.array as da
 import numpy as np
+import spatialdata
 import xarray as xr
 from spatialdata import SpatialData
 from spatialdata.transformations import get_transformation
@@ -127,6 +133,24 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
     sdata[key] = element
     if sdata.is_backed():
         sdata.write_element(key, overwrite=overwrite)
+        if key in sdata.images or key in sdata.labels:
+            # Continue from the written copy, read lazily: the in-memory blocks it was computed
+            # from are released, so memory does not grow with the slide from one step to the next.
+            kind = "images" if key in sdata.images else "labels"
+            sdata[key] = spatialdata.read_zarr(sdata.path, selection=(kind,))[key]
+
+
+def materialise(sdata: SpatialData, array: da.Array) -> tuple[da.Array, Callable[[], None]]:
+    """Compute ``array`` once and return it with a clean-up function: for a backed ``sdata`` it is
+    written block by block to a scratch zarr store beside the SpatialData store (memory of one
+    block per thread), else persisted in memory.
+    """
+    if not sdata.is_backed():
+        return array.persist(), lambda: None
+    store = Path(sdata.path)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{store.name}.jointseg-scratch-", dir=store.parent))
+    array.to_zarr(str(scratch / "array.zarr"))
+    return da.from_zarr(str(scratch / "array.zarr")), lambda: shutil.rmtree(scratch, ignore_errors=True)
 
 
 def sampled_percentiles(image, q: list[float], *, max_pixels: int = 4_000_000) -> np.ndarray:

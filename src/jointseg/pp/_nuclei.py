@@ -14,7 +14,7 @@ from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import DEFAULT_CS, NUCLEI_KEY
-from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key, store_element
+from jointseg._utils import check_new_key, image_2d, materialise, pixel_size_um, resolve_key, store_element
 from jointseg.seg._tiling import segment_blockwise
 
 logger = logging.getLogger("jointseg")
@@ -190,7 +190,8 @@ def nuclei(
         otsu=otsu,
         params=params,
     )
-    labels = relabel_sequential(labels.persist()).astype(np.uint32)
+    labels, clean_up = materialise(sdata, labels)
+    labels = relabel_sequential(labels).astype(np.uint32)
     element = Labels2DModel.parse(
         labels,
         dims=("y", "x"),
@@ -198,6 +199,7 @@ def nuclei(
     )
     element.attrs["jointseg"] = {"method": "nuclei", "image_key": image_key, **asdict(params)}
     store_element(sdata, key_added, element, overwrite=overwrite)
-    n = int(labels.max().compute())
+    clean_up()
+    n = int(sdata[key_added].max().compute())
     logger.info("Found %d nuclei in %r.", n, image_key)
     return sdata if copy else None

@@ -13,7 +13,7 @@ from spatialdata.transformations import get_transformation
 
 from jointseg._constants import POINTS_CELL_ID, UNS_KEY
 from jointseg._points import TranscriptIndex
-from jointseg._utils import check_new_key, store_element
+from jointseg._utils import check_new_key, materialise, store_element
 from jointseg.seg._shapes import labels_to_shapes
 from jointseg.tl._aggregate import aggregate_indexed, check_cell_id_column
 
@@ -47,14 +47,16 @@ def write_segmentation(
     polygons and the count table (from ``index``, the transcripts on the image's pixel grid); record
     ``params`` in ``table.uns["jointseg"][labels_key]``.
     """
-    labels = labels.persist()
+    labels, clean_up = materialise(sdata, labels)
     if not labels.max().compute():
+        clean_up()
         raise ValueError(f"{method} found no cells; nothing was written. Check the inputs and the method's parameters.")
     labels = relabel_sequential(labels).astype(np.uint32)
     element = Labels2DModel.parse(
         labels, dims=("y", "x"), transformations=get_transformation(sdata[image_key], get_all=True)
     )
     store_element(sdata, labels_key, element, overwrite=overwrite)
+    clean_up()
     store_element(sdata, shapes_key, labels_to_shapes(sdata[labels_key]), overwrite=overwrite)
     aggregate_indexed(
         sdata,
