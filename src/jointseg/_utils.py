@@ -122,6 +122,13 @@ def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = D
     return float(np.sqrt(abs(np.linalg.det(m[:2, :2])))) * microns_per_unit(sdata, coordinate_system)
 
 
+def checkpoint_active() -> bool:
+    """Whether the caller runs inside :func:`jointseg.io.checkpoint`."""
+    from jointseg.io._checkpoint import _ACTIVE
+
+    return _ACTIVE.get() is not None
+
+
 def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:
     """Add an element; when ``sdata`` is backed by a zarr store, also write it there right away
     (replacing an earlier version on disk when ``overwrite``), so finished work survives a crash.
@@ -130,6 +137,8 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
         on_disk = {path.split("/")[-1] for path in sdata.elements_paths_on_disk()}
         if key in on_disk:
             sdata.delete_element_from_disk(key)
+    if not sdata.is_backed() and checkpoint_active() and isinstance(element, xr.DataArray):
+        element = element.persist()  # in memory: it must not read from a checkpoint removed later
     sdata[key] = element
     if sdata.is_backed():
         sdata.write_element(key, overwrite=overwrite)
@@ -141,10 +150,16 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
 
 
 def materialise(sdata: SpatialData, array: da.Array) -> tuple[da.Array, Callable[[], None]]:
-    """Compute ``array`` once and return it with a clean-up function: for a backed ``sdata`` it is
-    written block by block to a scratch zarr store beside the SpatialData store (memory of one
-    block per thread), else persisted in memory.
+    """Compute ``array`` once and return it with a clean-up function: inside
+    :func:`jointseg.io.checkpoint`, into the checkpoint (resumable); else, for a backed ``sdata``,
+    block by block into a scratch zarr store beside the SpatialData store (memory of one block per
+    thread); else persisted in memory.
     """
+    from jointseg.io._checkpoint import checkpointed
+
+    on_disk = checkpointed(array)
+    if on_disk is not None:
+        return on_disk, lambda: None
     if not sdata.is_backed():
         return array.persist(), lambda: None
     store = Path(sdata.path)

@@ -63,11 +63,13 @@ def run_pipeline(
     method: str,
     coordinate_system: str = "global",
     channel: int | str | None = None,
+    block_size: int | None = None,
     overwrite: bool = False,
     **method_kwargs,
 ) -> dict[str, float]:
     """Nuclei (unless present) then ``method``; returns wall times of the steps in seconds.
-    ``channel`` picks the stain of a multichannel image, for the nuclei and for methods that read it.
+    ``channel`` picks the stain of a multichannel image, for the nuclei and for methods that read it;
+    ``block_size`` (pixels) sets the tiling of the nuclei and of methods that take it.
     """
     import jointseg as jg
 
@@ -75,14 +77,21 @@ def run_pipeline(
     if method not in methods:
         raise KeyError(f"Unknown method {method!r}; available: {sorted(methods)}.")
     image_key, points_key = check_inputs(sdata, image_key, points_key)
-    if channel is not None and "channel" in inspect.signature(methods[method]).parameters:
+    accepted = inspect.signature(methods[method]).parameters
+    if channel is not None and "channel" in accepted:
         method_kwargs["channel"] = channel
+    nuclei_options = {}
+    if block_size is not None:
+        nuclei_options["block_size"] = block_size
+        if "block_size" in accepted:
+            method_kwargs["block_size"] = block_size
     times = {}
     start = time.perf_counter()
     if "nuclei" not in sdata.labels or overwrite:
         jg.pp.nuclei(
-            sdata, image_key=image_key, channel=channel, coordinate_system=coordinate_system, overwrite=overwrite
-        )
+            sdata, image_key=image_key, channel=channel, coordinate_system=coordinate_system, overwrite=overwrite,
+            **nuclei_options,
+        )  # fmt: skip
     times["nuclei_s"] = time.perf_counter() - start
     start = time.perf_counter()
     methods[method](
@@ -110,20 +119,24 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         jg.pp.set_units(sdata, args.microns_per_unit, coordinate_system=args.coordinate_system)
     if args.device is not None:
         jg._utils.select_device(args.device)  # fail early on an unknown device string
-    times = run_pipeline(
-        sdata,
-        image_key=args.image_key,
-        points_key=args.points_key,
-        method=args.method,
-        coordinate_system=args.coordinate_system,
-        channel=int(args.channel) if args.channel is not None and args.channel.isdigit() else args.channel,
-        overwrite=args.overwrite,
-        key_added=args.labels_key,
-        shapes_key=args.shapes_key,
-        table_key=args.table_key,
-        **method_options(args.method, args),
-    )
-    jg.io.write_zarr(sdata, out, overwrite=args.overwrite)
+    # Slide-sized results go block by block to a checkpoint beside the output; --resume reuses the
+    # blocks a killed run finished. It is removed once the output is complete.
+    with jg.io.checkpoint(Path(f"{out}.jointseg-checkpoint"), recover=args.resume):
+        times = run_pipeline(
+            sdata,
+            image_key=args.image_key,
+            points_key=args.points_key,
+            method=args.method,
+            coordinate_system=args.coordinate_system,
+            channel=int(args.channel) if args.channel is not None and args.channel.isdigit() else args.channel,
+            block_size=args.block_size,
+            overwrite=args.overwrite,
+            key_added=args.labels_key,
+            shapes_key=args.shapes_key,
+            table_key=args.table_key,
+            **method_options(args.method, args),
+        )
+        jg.io.write_zarr(sdata, out, overwrite=args.overwrite)
     summary = jg.metrics.assignment_summary(sdata[args.table_key], table_key=args.table_key)
     print(
         f"{args.method}: {summary['n_cells']} cells, {summary['fraction_assigned']:.1%} of transcripts assigned, "
@@ -223,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--labels-key", default="cell_labels", help="name of the new cell labels")
         p.add_argument("--shapes-key", default="cell_boundaries", help="name of the new cell polygons")
         p.add_argument("--table-key", default="table", help="name of the new cells x genes table")
+        p.add_argument("--block-size", type=int, default=None, help="tile edge in pixels (default: 2048)")
+        p.add_argument(
+            "--resume", action="store_true", help="reuse the blocks finished by an interrupted run with the same OUTPUT"
+        )
         p.add_argument("--overwrite", action="store_true", help="replace OUTPUT and existing result keys")
         p.set_defaults(func=_cmd_segment)
     p = sub.add_parser("demo", help="run the pipeline on the real Xenium breast crop")

@@ -1,6 +1,7 @@
 """Readers and writers."""
 
+from jointseg.io._checkpoint import checkpoint
 from jointseg.io._explorer import write_xenium_explorer
 from jointseg.io._zarr import read_zarr, write_zarr
 
-__all__ = ["read_zarr", "write_xenium_explorer", "write_zarr"]
+__all__ = ["checkpoint", "read_zarr", "write_xenium_explorer", "write_zarr"]
