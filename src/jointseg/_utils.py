@@ -122,13 +122,6 @@ def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = D
     return float(np.sqrt(abs(np.linalg.det(m[:2, :2])))) * microns_per_unit(sdata, coordinate_system)
 
 
-def checkpoint_active() -> bool:
-    """Whether the caller runs inside :func:`jointseg.io.checkpoint`."""
-    from jointseg.io._checkpoint import _ACTIVE
-
-    return _ACTIVE.get() is not None
-
-
 def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:
     """Add an element; when ``sdata`` is backed by a zarr store, also write it there right away
     (replacing an earlier version on disk when ``overwrite``), so finished work survives a crash.
@@ -137,7 +130,9 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
         on_disk = {path.split("/")[-1] for path in sdata.elements_paths_on_disk()}
         if key in on_disk:
             sdata.delete_element_from_disk(key)
-    if not sdata.is_backed() and checkpoint_active() and isinstance(element, xr.DataArray):
+    from jointseg.io import _checkpoint
+
+    if not sdata.is_backed() and _checkpoint.active() and isinstance(element, xr.DataArray):
         element = element.persist()  # in memory: it must not read from a checkpoint removed later
     sdata[key] = element
     if sdata.is_backed():

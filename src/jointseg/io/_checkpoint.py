@@ -7,7 +7,6 @@ import contextvars
 import logging
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -23,13 +22,13 @@ logger = logging.getLogger("jointseg")
 _DONE = "jointseg-done"
 
 
-@dataclass(frozen=True)
-class _Checkpoint:
-    directory: Path
-    recover: bool
+#: The directory of the checkpoint the caller runs in, if any.
+_ACTIVE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("jointseg_checkpoint", default=None)
 
 
-_ACTIVE: contextvars.ContextVar[_Checkpoint | None] = contextvars.ContextVar("jointseg_checkpoint", default=None)
+def active() -> bool:
+    """Whether the caller runs inside :func:`checkpoint`."""
+    return _ACTIVE.get() is not None
 
 
 @contextlib.contextmanager
@@ -63,7 +62,7 @@ def checkpoint(directory: str | Path, *, recover: bool = True) -> Iterator[Path]
     if directory.exists() and not recover:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    token = _ACTIVE.set(_Checkpoint(directory, recover))
+    token = _ACTIVE.set(directory)
     try:
         yield directory
     finally:
@@ -77,13 +76,12 @@ def checkpointed(array: da.Array) -> da.Array | None:
     """Compute ``array`` into the active checkpoint and return it read lazily from there; None when
     no checkpoint is active.
     """
-    active = _ACTIVE.get()
-    if active is None:
+    directory = _ACTIVE.get()
+    if directory is None:
         return None
-    path = active.directory / f"{array.name}.zarr"
-    target = zarr.open_array(
-        str(path), mode="a", shape=array.shape, chunks=tuple(c[0] for c in array.chunks), dtype=array.dtype
-    )
+    path = directory / f"{array.name}.zarr"
+    # creates the array, or opens the one an interrupted run left
+    zarr.open_array(str(path), mode="a", shape=array.shape, chunks=tuple(c[0] for c in array.chunks), dtype=array.dtype)
     done = path / _DONE
     done.mkdir(exist_ok=True)
     starts = [np.r_[0, np.cumsum(c)] for c in array.chunks]
@@ -107,7 +105,6 @@ def checkpointed(array: da.Array) -> da.Array | None:
         )
     layer[name] = (_all_done, list(layer))
     dask.compute(Delayed(name, HighLevelGraph.from_collections(name, layer, dependencies=[array])))
-    del target
     return da.from_zarr(str(path), chunks=array.chunks)
 
 

@@ -13,8 +13,9 @@ from spatialdata import SpatialData
 from spatialdata.models import ShapesModel, TableModel
 from spatialdata.transformations import get_transformation
 
-from jointseg._constants import DEFAULT_CS, IMAGE_KEY, NUCLEI_KEY, POINTS_KEY, TABLE_KEY, UNS_KEY
+from jointseg._constants import DEFAULT_CS, IMAGE_KEY, NUCLEI_KEY, POINTS_KEY, TABLE_KEY
 from jointseg._utils import pixel_size_um
+from jointseg.seg._outputs import recorded_shapes_key
 from jointseg.seg._shapes import labels_to_shapes
 
 logger = logging.getLogger("jointseg")
@@ -103,7 +104,9 @@ def write_xenium_explorer(
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
         raise FileExistsError(f"{path} exists and is not an empty directory; pass overwrite=True to replace its files.")
     table = sdata[table_key]
-    shapes_key = shapes_key or _recorded_shapes_key(table, table_key)
+    shapes_key = shapes_key or recorded_shapes_key(table)
+    if shapes_key is None:
+        raise KeyError(f"Table {table_key!r} records no cell polygons; pass shapes_key.")
     attrs = table.uns[TableModel.ATTRS_KEY]
     cell_ids = table.obs[attrs[TableModel.INSTANCE_KEY]].to_numpy()
     if not np.issubdtype(cell_ids.dtype, np.integer):
@@ -155,15 +158,6 @@ def write_xenium_explorer(
         write_cell_categories(str(path), ad.AnnData(obs=groups.set_axis(explorer_ids)))
     logger.info("Xenium Explorer experiment written to %s (%d cells).", path, table.n_obs)
     return path
-
-
-def _recorded_shapes_key(table: ad.AnnData, table_key: str) -> str:
-    region = table.uns[TableModel.ATTRS_KEY][TableModel.REGION_KEY]
-    region = region[0] if isinstance(region, list) else region
-    recorded = table.uns.get(UNS_KEY, {}).get(region, {})
-    if "shapes_key" not in recorded:
-        raise KeyError(f"Table {table_key!r} records no cell polygons for {region!r}; pass shapes_key.")
-    return recorded["shapes_key"]
 
 
 def _cell_polygons(

@@ -6,12 +6,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from spatialdata import SpatialData
-from spatialdata.models import TableModel
 from spatialdata.transformations import get_transformation
 
-from jointseg._constants import DEFAULT_CS, POINTS_CELL_ID, POINTS_KEY, TABLE_KEY, UNS_KEY
+from jointseg._constants import DEFAULT_CS, POINTS_CELL_ID, POINTS_KEY, TABLE_KEY
 from jointseg.metrics import assignment_summary, shape_metrics
 from jointseg.pp._units import microns_per_unit
+from jointseg.seg._outputs import recorded_shapes_key
 
 
 def qc(
@@ -59,9 +59,7 @@ def qc(
 
     """
     table = sdata[table_key]
-    region = table.uns[TableModel.ATTRS_KEY][TableModel.REGION_KEY]
-    region = region[0] if isinstance(region, list) else region
-    shapes_key = shapes_key or table.uns.get(UNS_KEY, {}).get(region, {}).get("shapes_key")
+    shapes_key = shapes_key or recorded_shapes_key(table)
     um = microns_per_unit(sdata, coordinate_system)
     summary = assignment_summary(table, table_key=table_key)
 

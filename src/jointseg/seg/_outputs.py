@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anndata as ad
 import dask.array as da
 import numpy as np
 from spatialdata import SpatialData, relabel_sequential
-from spatialdata.models import Labels2DModel
+from spatialdata.models import Labels2DModel, TableModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import POINTS_CELL_ID, UNS_KEY
@@ -18,6 +19,13 @@ from jointseg.seg._shapes import labels_to_shapes
 from jointseg.tl._aggregate import aggregate_indexed, check_cell_id_column
 
 logger = logging.getLogger("jointseg")
+
+
+def recorded_shapes_key(table: ad.AnnData) -> str | None:
+    """The polygons that :func:`write_segmentation` recorded for ``table``'s labels, if any."""
+    region = table.uns[TableModel.ATTRS_KEY][TableModel.REGION_KEY]
+    region = region[0] if isinstance(region, list) else region
+    return table.uns.get(UNS_KEY, {}).get(region, {}).get("shapes_key")
 
 
 def check_outputs_free(sdata: SpatialData, keys: list[str], points_key: str, *, overwrite: bool) -> None:
