@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
-import dask.array as da
 import numpy as np
-import spatialdata
 import xarray as xr
 from spatialdata import SpatialData
 from spatialdata.transformations import get_transformation
@@ -120,47 +114,6 @@ def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = D
     t = get_transformation(sdata[image_key], to_coordinate_system=coordinate_system)
     m = t.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
     return float(np.sqrt(abs(np.linalg.det(m[:2, :2])))) * microns_per_unit(sdata, coordinate_system)
-
-
-def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:
-    """Add an element; when ``sdata`` is backed by a zarr store, also write it there right away
-    (replacing an earlier version on disk when ``overwrite``), so finished work survives a crash.
-    """
-    if sdata.is_backed() and overwrite:
-        on_disk = {path.split("/")[-1] for path in sdata.elements_paths_on_disk()}
-        if key in on_disk:
-            sdata.delete_element_from_disk(key)
-    from jointseg.io import _checkpoint
-
-    if not sdata.is_backed() and _checkpoint.active() and isinstance(element, xr.DataArray):
-        element = element.persist()  # in memory: it must not read from a checkpoint removed later
-    sdata[key] = element
-    if sdata.is_backed():
-        sdata.write_element(key, overwrite=overwrite)
-        if key in sdata.images or key in sdata.labels:
-            # Continue from the written copy, read lazily: the in-memory blocks it was computed
-            # from are released, so memory does not grow with the slide from one step to the next.
-            kind = "images" if key in sdata.images else "labels"
-            sdata[key] = spatialdata.read_zarr(sdata.path, selection=(kind,))[key]
-
-
-def materialise(sdata: SpatialData, array: da.Array) -> tuple[da.Array, Callable[[], None]]:
-    """Compute ``array`` once and return it with a clean-up function: inside
-    :func:`jointseg.io.checkpoint`, into the checkpoint (resumable); else, for a backed ``sdata``,
-    block by block into a scratch zarr store beside the SpatialData store (memory of one block per
-    thread); else persisted in memory.
-    """
-    from jointseg.io._checkpoint import checkpointed
-
-    on_disk = checkpointed(array)
-    if on_disk is not None:
-        return on_disk, lambda: None
-    if not sdata.is_backed():
-        return array.persist(), lambda: None
-    store = Path(sdata.path)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{store.name}.jointseg-scratch-", dir=store.parent))
-    array.to_zarr(str(scratch / "array.zarr"))
-    return da.from_zarr(str(scratch / "array.zarr")), lambda: shutil.rmtree(scratch, ignore_errors=True)
 
 
 def sampled_percentiles(image, q: list[float], *, max_pixels: int = 4_000_000) -> np.ndarray:

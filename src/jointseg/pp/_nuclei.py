@@ -14,7 +14,8 @@ from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import DEFAULT_CS, NUCLEI_KEY
-from jointseg._utils import check_new_key, image_2d, materialise, pixel_size_um, resolve_key, store_element
+from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key
+from jointseg.io._backed import materialise, store_element
 from jointseg.seg._tiling import segment_blockwise
 
 logger = logging.getLogger("jointseg")

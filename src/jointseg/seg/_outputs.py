@@ -14,7 +14,8 @@ from spatialdata.transformations import get_transformation
 
 from jointseg._constants import POINTS_CELL_ID, UNS_KEY
 from jointseg._points import TranscriptIndex
-from jointseg._utils import check_new_key, materialise, store_element
+from jointseg._utils import check_new_key
+from jointseg.io._backed import materialise, store_element
 from jointseg.seg._shapes import labels_to_shapes
 from jointseg.tl._aggregate import aggregate_indexed, check_cell_id_column
 
