@@ -141,18 +141,29 @@ def _reach_halo_edge(local: np.ndarray, block: Block) -> np.ndarray:
     return touching
 
 
-def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
-    """Keep the objects whose centroid lies in the block's core; give them global ids."""
+@dataclass(frozen=True)
+class Kept:
+    """A block's kept objects, held compactly until its neighbours have read them: local ids
+    1..n in the smallest unsigned dtype, cropped to their bounding box at ``origin`` (image pixels);
+    the global id of local id ``k`` is ``id_offset + k``.
+    """
+
+    ids: np.ndarray
+    origin: tuple[int, int]
+    id_offset: int
+
+
+def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> Kept:
+    """Keep the objects whose centroid lies in the block's core."""
+    ey0, _, ex0, _ = block.ext
     n = int(local.max())
-    out = np.zeros(local.shape, dtype=np.int64)
     if n == 0:
-        return out
+        return Kept(np.zeros((0, 0), np.uint8), (ey0, ex0), id_offset)
     flat = local.ravel()
     counts = np.bincount(flat, minlength=n + 1)[1:]
     yy, xx = np.indices(local.shape)
     present = counts > 0
     safe = np.maximum(counts, 1)
-    ey0, _, ex0, _ = block.ext
     y0, y1, x0, x1 = block.core
     cy = np.floor(np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ey0
     cx = np.floor(np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ex0
@@ -165,9 +176,17 @@ def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> np.ndarray:
             block.index,
             int(cut.sum()),
         )
-    lut = np.zeros(n + 1, dtype=np.int64)
-    lut[1:][owned] = id_offset + np.arange(1, owned.sum() + 1)
-    return lut[local]
+    n_owned = int(owned.sum())
+    # Kept blocks wait in memory for all their neighbours (two rows of blocks or more): the
+    # smallest dtype and the bounding box make them several times smaller than int64 windows.
+    lut = np.zeros(n + 1, dtype=np.min_scalar_type(n_owned))
+    lut[1:][owned] = np.arange(1, n_owned + 1)
+    ids = lut[local]
+    rows, cols = np.flatnonzero(ids.any(axis=1)), np.flatnonzero(ids.any(axis=0))
+    if not len(rows):
+        return Kept(np.zeros((0, 0), np.uint8), (ey0, ex0), id_offset)
+    ids = ids[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy()
+    return Kept(ids, (ey0 + int(rows[0]), ex0 + int(cols[0])), id_offset)
 
 
 def _segment_block(
@@ -177,34 +196,47 @@ def _segment_block(
     block: Block,
     id_offset: int,
     kwargs: dict,
-):
+) -> Kept:
     """Segment ``block``'s extended window, cut from the chunks around it (``None`` off the image),
     whose top-left pixel is ``origin``.
     """
-    rows = [[c for c in row if c is not None] for row in neighbourhood]
-    area = np.concatenate([np.concatenate(row, axis=-1) for row in rows if row], axis=-2)
     ey0, ey1, ex0, ex1 = block.ext
-    oy, ox = origin
-    ext_image = area[..., ey0 - oy : ey1 - oy, ex0 - ox : ex1 - ox]
+    band_top, strips = origin[0], []
+    for row in neighbourhood:  # cut each chunk to the window first: no copy of all 9 chunks
+        row = [c for c in row if c is not None]
+        if not row:
+            continue
+        ys = slice(max(ey0 - band_top, 0), max(min(ey1 - band_top, row[0].shape[-2]), 0))
+        left, pieces = origin[1], []
+        for chunk in row:
+            xs = slice(max(ex0 - left, 0), max(min(ex1 - left, chunk.shape[-1]), 0))
+            if ys.start < ys.stop and xs.start < xs.stop:
+                pieces.append(chunk[..., ys, xs])
+            left += chunk.shape[-1]
+        if pieces:
+            strips.append(np.concatenate(pieces, axis=-1))
+        band_top += row[0].shape[-2]
+    ext_image = np.concatenate(strips, axis=-2)
     local = np.asarray(fn(ext_image, **kwargs))
     if local.shape != ext_image.shape[-2:]:
         raise ValueError(f"Block function returned shape {local.shape}, expected {ext_image.shape[-2:]}.")
     return _keep_owned(local, block, id_offset)
 
 
-def _assemble(block: Block, pieces: list[tuple[Block, np.ndarray]]) -> np.ndarray:
+def _assemble(block: Block, pieces: list[Kept]) -> np.ndarray:
     """Core of ``block`` from the kept objects of itself (first, wins ties) and its neighbours."""
     y0, y1, x0, x1 = block.core
     out = np.zeros((y1 - y0, x1 - x0), dtype=np.int64)
-    for other, kept in pieces:
-        oy0, oy1, ox0, ox1 = other.ext
+    for kept in pieces:
+        oy0, ox0 = kept.origin
+        oy1, ox1 = oy0 + kept.ids.shape[0], ox0 + kept.ids.shape[1]
         iy0, iy1, ix0, ix1 = max(y0, oy0), min(y1, oy1), max(x0, ox0), min(x1, ox1)
         if iy0 >= iy1 or ix0 >= ix1:
             continue
-        src = kept[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0]
+        src = kept.ids[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0]
         dst = out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
         free = (dst == 0) & (src > 0)
-        dst[free] = src[free]
+        dst[free] = src[free].astype(np.int64) + kept.id_offset
     return out
 
 
@@ -267,7 +299,7 @@ def segment_blockwise(
         near = range(-reach, reach + 1)
         neighbours = [(i + di, j + dj) for di in near for dj in near if 0 <= i + di < ny and 0 <= j + dj < nx]
         neighbours.remove((i, j))
-        pieces = [(blk, kept[(i, j)])] + [(grid.block(*n), kept[n]) for n in neighbours]
+        pieces = [kept[(i, j)]] + [kept[n] for n in neighbours]
         return dask.delayed(_assemble, pure=True)(blk, pieces)
 
     return array_from_blocks(grid, assemble, dtype=np.int64)
