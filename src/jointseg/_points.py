@@ -13,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from spatialdata import SpatialData
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import CONTROL_GENE_PATTERN, DEFAULT_CS
+from jointseg._memory import release_memory
 
 logger = logging.getLogger("jointseg")
 
@@ -68,12 +70,13 @@ def gene_categories(points: dd.DataFrame, gene_col: str) -> pd.Index:
     return pd.Index(np.sort(col.dropna().unique().compute().astype(str)))
 
 
-def count_duplicates(x: np.ndarray, y: np.ndarray, gene: np.ndarray) -> int:
+def count_duplicates(x: np.ndarray, y: np.ndarray, gene: np.ndarray, *, step: int = 1 << 22) -> int:
     """Number of transcripts that repeat an earlier one exactly (same float32 ``x``, ``y`` and gene).
 
-    The position's bits and a mixed gene code form one 64-bit key; sorting the keys (vectorised,
-    ~0.1 s for 20M) finds the repeats. A gene mixed into the key could in principle collide with
-    another position, so the count is exact up to such 64-bit collisions.
+    The position's bits and a mixed gene code form one 64-bit key, built ``step`` rows at a time
+    into one array (8 bytes per transcript, no slide-sized temporaries); sorting the keys
+    (vectorised, ~0.1 s for 20M) finds the repeats. A gene mixed into the key could in principle
+    collide with another position, so the count is exact up to such 64-bit collisions.
 
     Examples
     --------
@@ -82,12 +85,14 @@ def count_duplicates(x: np.ndarray, y: np.ndarray, gene: np.ndarray) -> int:
     1
 
     """
-    key = (x.astype(np.float32).view(np.uint32).astype(np.uint64) << np.uint64(32)) | y.astype(np.float32).view(
-        np.uint32
-    ).astype(np.uint64)
-    key ^= gene.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    key = np.empty(len(x), np.uint64)
+    for lo in range(0, len(x), step):
+        part = slice(lo, lo + step)
+        key[part] = np.asarray(x[part], np.float32).view(np.uint32).astype(np.uint64) << np.uint64(32)
+        key[part] |= np.asarray(y[part], np.float32).view(np.uint32)
+        key[part] ^= np.asarray(gene[part]).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     key.sort()
-    return int((key[1:] == key[:-1]).sum())
+    return int(np.count_nonzero(key[1:] == key[:-1]))
 
 
 @dataclass
@@ -187,30 +192,42 @@ def build_transcript_index(
         rx = re.compile(exclude_pattern)
         excluded = np.array([bool(rx.match(str(g))) for g in genes])
 
+    h, w = shape
+    ny, nx = -(-h // block_size), -(-w // block_size)
+    # Block ids are sorted with numpy's O(n) radix sort when they fit 16 bits (0 = not indexed).
+    block_dtype = np.uint16 if ny * nx < np.iinfo(np.uint16).max else np.uint32
+    excluded_codes = np.append(excluded, False)  # code -1 (unknown gene) indexes the appended False
+
     def _part(df: pd.DataFrame) -> pd.DataFrame:
-        xy = np.c_[df["x"].to_numpy(np.float64), df["y"].to_numpy(np.float64), np.ones(len(df))]
-        pix = xy @ matrix.T
+        """One partition in pixels: x, y, gene code and block (0: NaN/inf or outside; 1-based)."""
+        xy = np.c_[df["x"].to_numpy(np.float64), df["y"].to_numpy(np.float64), np.ones(len(df))] @ matrix.T
         codes = pd.Categorical(df[gene_col].astype(str), categories=genes.astype(str)).codes.astype(np.int32)
-        return pd.DataFrame({"x": pix[:, 0].astype(np.float32), "y": pix[:, 1].astype(np.float32), "g": codes})
+        x, y = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
+        rx, ry = np.rint(x), np.rint(y)
+        inside = (ry >= 0) & (ry < h) & (rx >= 0) & (rx < w)  # False for NaN
+        block = np.zeros(len(df), block_dtype)
+        by, bx = (ry[inside] // block_size).astype(block_dtype), (rx[inside] // block_size).astype(block_dtype)
+        block[inside] = by * block_dtype(nx) + bx + 1
+        return pd.DataFrame({"x": x, "y": y, "g": codes, "b": block, "finite": np.isfinite(x) & np.isfinite(y)})
 
-    parts = points[["x", "y", gene_col]].map_partitions(_part, meta={"x": np.float32, "y": np.float32, "g": np.int32})
-    frames = parts.to_delayed()
-    import dask
-
-    computed = dask.compute(*frames)
-    lengths = np.array([len(f) for f in computed], dtype=np.int64)
-    x = np.concatenate([f["x"].to_numpy() for f in computed]) if computed else np.zeros(0, np.float32)
-    y = np.concatenate([f["y"].to_numpy() for f in computed]) if computed else np.zeros(0, np.float32)
-    g = np.concatenate([f["g"].to_numpy() for f in computed]) if computed else np.zeros(0, np.int32)
-    del computed  # the per-partition copies: 12 bytes per transcript freed before the sort
-    n_total = len(x)
+    meta = {"x": np.float32, "y": np.float32, "g": np.int32, "b": block_dtype, "finite": bool}
+    parts = list(dask.compute(*points[["x", "y", gene_col]].map_partitions(_part, meta=meta).to_delayed()))
+    lengths = np.array([len(f) for f in parts], dtype=np.int64)
+    n_total = int(lengths.sum())
     if n_total == 0:
         raise ValueError(f"Points {points_key!r} are empty: nothing to segment.")
-    finite = np.isfinite(x) & np.isfinite(y)
-    n_nan = int((~finite).sum())
+    columns = {}
+    for name, dtype in meta.items():  # one column at a time, so the copies never coexist
+        columns[name] = np.concatenate([f[name].to_numpy() for f in parts]).astype(dtype, copy=False)
+        for f in parts:
+            del f[name]
+    del parts
+    x, y, g, block, finite = (columns.pop(name) for name in meta)
+    n_nan = n_total - int(np.count_nonzero(finite))
     if n_nan:
         logger.warning("Dropped %d transcripts with NaN/inf coordinates from %r.", n_nan, points_key)
-    n_duplicated = count_duplicates(x[finite], y[finite], g[finite])
+    n_duplicated = count_duplicates(x[finite], y[finite], g[finite]) if n_nan else count_duplicates(x, y, g)
+    del finite
     if n_duplicated:
         logger.warning(
             "%d transcripts of %r repeat another one exactly (same position and gene); they are counted as "
@@ -218,29 +235,26 @@ def build_transcript_index(
             n_duplicated,
             points_key,
         )
-    excluded_codes = np.append(excluded, False)  # code -1 (unknown gene) indexes the appended False
-    g = np.where(excluded_codes[g], -1, g).astype(np.int32)
-    h, w = shape
-    ry, rx = np.rint(y), np.rint(x)
-    inside = finite & (ry >= 0) & (ry < h) & (rx >= 0) & (rx < w)
-    n_outside = int((finite & ~inside).sum())
-    if inside.sum() == 0:
+    g[excluded_codes[g]] = -1
+    order = np.argsort(block, kind="stable")
+    starts = np.searchsorted(block, np.arange(1, ny * nx + 2, dtype=np.int64), sorter=order)
+    n_outside = int(starts[0]) - n_nan
+    if starts[0] == n_total:
         raise ValueError(
             f"Points {points_key!r} and image {image_key!r} do not overlap in coordinate system "
             f"{coordinate_system!r}: all {n_total} transcripts fall outside the image."
         )
     if n_outside:
         logger.info("%d transcripts fall outside image %r and are ignored.", n_outside, image_key)
-    keep = np.flatnonzero(inside)
-    ny, nx = -(-h // block_size), -(-w // block_size)
-    block = (ry[keep] // block_size).astype(np.int64) * nx + (rx[keep] // block_size).astype(np.int64)
-    sort = np.argsort(block, kind="stable")
-    order = keep[sort]
-    starts = np.searchsorted(block[sort], np.arange(ny * nx + 1))
+    del block
+    order = order[starts[0] :]
+    starts -= starts[0]
+    x, y, g = x[order], y[order], g[order]
+    release_memory()
     return TranscriptIndex(
-        x=x[order],
-        y=y[order],
-        gene=g[order],
+        x=x,
+        y=y,
+        gene=g,
         order=order,
         genes=genes,
         excluded=excluded,

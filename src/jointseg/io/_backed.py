@@ -14,6 +14,8 @@ import xarray as xr
 import zarr
 from spatialdata import SpatialData
 
+from jointseg._memory import release_memory
+
 _KINDS = ("images", "labels", "points", "shapes", "tables")
 _PARTIAL = ".jointseg-partial"
 
@@ -91,6 +93,7 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
     if kind in ("images", "labels", "points"):
         element = spatialdata.read_zarr(store, selection=(kind,))[key]
     sdata[key] = element
+    release_memory()
 
 
 def _replace_on_disk(sdata: SpatialData, store: Path, kind: str, key: str, partial: str) -> None:
@@ -144,4 +147,5 @@ def materialise(sdata: SpatialData, array: da.Array) -> tuple[da.Array, Callable
     store = Path(sdata.path)
     scratch = Path(tempfile.mkdtemp(prefix=f".{store.name}.jointseg-scratch-", dir=store.parent))
     array.to_zarr(str(scratch / "array.zarr"))
+    release_memory()
     return da.from_zarr(str(scratch / "array.zarr")), lambda: shutil.rmtree(scratch, ignore_errors=True)

@@ -21,7 +21,7 @@ def nucleus_counts(nuclei, index: TranscriptIndex, gene_lut: np.ndarray, n_genes
     ``nuclei`` is a lazy label image on the index's pixel grid; ``gene_lut`` maps the index's gene
     codes to columns (-1: left out).
     """
-    assigned, _, _ = assign_transcripts(nuclei, index)
+    assigned = assign_transcripts(nuclei, index).labels
     codes = index.gene
     column = np.where(codes >= 0, gene_lut[np.maximum(codes, 0)], -1)
     keep = (assigned > 0) & (column >= 0)

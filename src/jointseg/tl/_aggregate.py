@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import anndata as ad
 import dask
@@ -47,17 +48,42 @@ def _block_stats(
     return frame, pairs.value_counts().rename("n").reset_index()
 
 
-def _lookup_block(labels: np.ndarray, index: TranscriptIndex, lo: int, hi: int, y0: int, x0: int) -> np.ndarray:
-    ry = np.rint(index.y[lo:hi]).astype(np.int64) - y0
-    rx = np.rint(index.x[lo:hi]).astype(np.int64) - x0
-    return labels[ry, rx].astype(np.int64)
+class Assignment(NamedTuple):
+    """What :func:`assign_transcripts` finds, block by block."""
+
+    #: Label of every indexed transcript, in the index's sorted order (the labels' dtype).
+    labels: np.ndarray
+    #: Per label: pixel count ``area`` and coordinate sums ``sy``, ``sx``.
+    stats: pd.DataFrame
+    #: ``(id, nucleus, n)``: pixels of each label covered by each nucleus (empty without nuclei).
+    nucleus_pairs: pd.DataFrame
+    #: ``(label, gene code, count)`` of the assigned transcripts of non-excluded genes; a label and
+    #: gene split over several blocks appear once per block.
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def assign_transcripts(labels, index: TranscriptIndex, nuclei=None) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
-    """Look up each indexed transcript's label, block by block, and collect per-label pixel stats.
+def _lookup_block(
+    labels: np.ndarray, index: TranscriptIndex, lo: int, hi: int, y0: int, x0: int
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Labels of one block's transcripts and their per-(label, gene) counts.
 
-    Returns the label of every transcript in the index's sorted order, the per-label stats (area,
-    coordinate sums), and (cell, nucleus, pixel count) overlaps when ``nuclei`` is given.
+    Counting here, per block, keeps the slide-wide temporaries to the non-zero counts instead of a
+    row, a column and a one for every transcript.
+    """
+    labels = np.asarray(labels)
+    ry = np.rint(index.y[lo:hi]).astype(np.intp) - y0
+    rx = np.rint(index.x[lo:hi]).astype(np.intp) - x0
+    assigned = labels[ry, rx]
+    gene = index.gene[lo:hi]
+    keep = (assigned > 0) & (gene >= 0)
+    n_codes = np.int64(index.n_genes)
+    pairs, n = np.unique(assigned[keep].astype(np.int64) * n_codes + gene[keep], return_counts=True)
+    return assigned, (pairs // n_codes, (pairs % n_codes).astype(np.int32), n.astype(np.int32))
+
+
+def assign_transcripts(labels, index: TranscriptIndex, nuclei=None) -> Assignment:
+    """Look up each indexed transcript's label, block by block, count transcripts per label and
+    gene, and collect per-label pixel stats (and nucleus overlaps when ``nuclei`` is given).
     """
     grid = BlockGrid(shape=index.shape, block_size=index.block_size, halo=0)
     labels = labels.rechunk(grid.chunks)
@@ -79,12 +105,13 @@ def assign_transcripts(labels, index: TranscriptIndex, nuclei=None) -> tuple[np.
             )
         )
     results = dask.compute(*tasks)
-    assigned = np.concatenate([r[0] for r in results]) if results else np.zeros(0, np.int64)
+    assigned = np.concatenate([r[0][0] for r in results]) if results else np.zeros(0, np.dtype(labels.dtype))
+    counts = tuple(np.concatenate([r[0][1][k] for r in results]) for k in range(3))
     stats = pd.concat([r[1][0] for r in results]).groupby("id", sort=True).sum()
     pairs = pd.DataFrame(columns=["id", "nucleus", "n"])
     if nuclei is not None:
         pairs = pd.concat([r[1][1] for r in results]).groupby(["id", "nucleus"], as_index=False)["n"].sum()
-    return assigned, stats, pairs
+    return Assignment(assigned, stats, pairs, counts)
 
 
 def aggregate(
@@ -204,43 +231,44 @@ def aggregate_indexed(
     nuclei = None if nuclei_key is None else labels_2d(sdata, resolve_key(sdata, "labels", nuclei_key)).data
     if nuclei is not None and nuclei.shape != labels.shape:
         raise ValueError(f"Nuclei {nuclei_key!r} {nuclei.shape} and labels {labels_key!r} {labels.shape} differ.")
-    assigned, stats, pairs = assign_transcripts(labels.data, index, nuclei)
-    adata = _build_table(sdata, labels_key, index, assigned, stats, pairs, coordinate_system)
+    assignment = assign_transcripts(labels.data, index, nuclei)
+    assigned = assignment.labels
+    n_assigned = int(np.count_nonzero(assigned))
+    adata = _build_table(sdata, labels_key, index, assignment, coordinate_system)
     adata.uns[UNS_KEY] = {
         table_key: {
             "labels_key": labels_key,
             "points_key": points_key,
             "n_transcripts_total": int(index.n_total),
             "n_transcripts_in_image": len(index.x),
-            "n_transcripts_assigned": int((assigned > 0).sum()),
+            "n_transcripts_assigned": n_assigned,
             "n_transcripts_nan_dropped": int(index.n_dropped_nan),
         }
     }
     sdata[table_key] = TableModel.parse(adata, region=labels_key, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
-    per_transcript = np.zeros(index.n_total, dtype=np.int64)
+    per_transcript = np.zeros(index.n_total, dtype=assigned.dtype)
     per_transcript[index.order] = assigned
+    del assignment, assigned
     points = sdata.points[points_key]
     sdata.points[points_key] = _with_cell_ids(points, per_transcript, index.partition_lengths, points_cell_id_key)
     logger.info(
         "Aggregated %d of %d transcripts into %d cells of %r.",
-        int((assigned > 0).sum()),
+        n_assigned,
         index.n_total,
         adata.n_obs,
         labels_key,
     )
 
 
-def _build_table(sdata, labels_key, index, assigned, stats, pairs, coordinate_system) -> ad.AnnData:
+def _build_table(sdata, labels_key, index, assignment: Assignment, coordinate_system) -> ad.AnnData:
+    stats, pairs = assignment.stats, assignment.nucleus_pairs
     cell_ids = stats.index.to_numpy(np.int64)
     var_codes = np.flatnonzero(~index.excluded)
-    gene_col = np.full(index.n_genes + 1, -1, np.int64)
+    gene_col = np.full(index.n_genes, -1, np.int32)
     gene_col[var_codes] = np.arange(len(var_codes))
-    rows = np.searchsorted(cell_ids, assigned)
-    keep = (assigned > 0) & (index.gene >= 0)
-    cols = gene_col[index.gene[keep]]
-    counts = sparse.coo_matrix(
-        (np.ones(int(keep.sum()), np.int32), (rows[keep], cols)), shape=(len(cell_ids), len(var_codes))
-    ).tocsr()
+    cells, genes, n = assignment.counts
+    rows = np.searchsorted(cell_ids, cells).astype(np.int32)
+    counts = sparse.csr_matrix((n, (rows, gene_col[genes])), shape=(len(cell_ids), len(var_codes)))
     counts.sum_duplicates()
     transform = get_transformation(sdata[labels_key], to_coordinate_system=coordinate_system)
     matrix = transform.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
@@ -277,7 +305,8 @@ def _with_cell_ids(points, cell_ids: np.ndarray, lengths: np.ndarray, column: st
 
     def _attach(df: pd.DataFrame, partition_info=None) -> pd.DataFrame:
         df = df.copy()
-        df[column] = pieces[partition_info["number"]] if partition_info else np.zeros(len(df), np.int64)
+        ids = pieces[partition_info["number"]] if partition_info else np.zeros(len(df))
+        df[column] = ids.astype(np.int64)
         return df
 
     meta = points._meta.assign(**{column: np.zeros(0, np.int64)})
