@@ -1,12 +1,20 @@
 """Peak memory and wall time of the full pipeline on synthetic slides of 3 sizes, written lazily to disk.
 
 Each size runs in a fresh process on a backed SpatialData (``spatialdata.read_zarr``): nuclei,
-then ``expand_nuclei`` (RNA density map, cells, polygons, table, per-transcript ids). New
-elements go straight into the store with ``write_element``. The bar is a peak RSS of at most
-2 GB + 50 bytes per transcript.
+then a segmentation method and its outputs (polygons, table, per-transcript ids). New elements go
+straight into the store (``write_element``, under a hidden name renamed when complete). The bar
+is a peak RSS of at most 2 GB + 50 bytes per transcript.
 
-Run: ``.venv/bin/python benchmarks/bench_memory.py [--sizes 4096 8192 16384] [--workdir /tmp/jg_bench]``.
-Prints one row per size, then how time and memory grow with the number of pixels.
+Methods (``--method``):
+
+- ``expand_nuclei``: RNA density map, nuclei grown into it;
+- ``segjointgene``: inference of a SegJointGene network (Leiden types of the slide's nuclei, the
+  network on the per-gene transcript channels, growth). The model is trained once, outside the
+  measurements, on the smallest slide with a short schedule, and loaded by every run.
+
+Run: ``.venv/bin/python benchmarks/bench_memory.py [--sizes 4096 8192 16384] [--method expand_nuclei]
+[--workdir /tmp/jg_bench]``. Prints one row per size, then how time and memory grow with the
+number of pixels.
 """
 
 import argparse
@@ -24,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 PER_CELL = 170  # transcripts per nucleus: ~20 M on the 16k x 16k slide
 
 
-def child(path: str) -> None:
+def child(path: str, method: str, model: str | None) -> None:
     import spatialdata
 
     import jointseg as jg
@@ -35,7 +43,11 @@ def child(path: str) -> None:
     jg.pp.nuclei(sdata, image_key="morphology", overwrite=True)
     times["nuclei_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    jg.seg.expand_nuclei(sdata, image_key="morphology", points_key="transcripts", overwrite=True)
+    if method == "segjointgene":
+        jg.seg.segjointgene(sdata, image_key="morphology", points_key="transcripts", model=model, device="cpu",
+                            overwrite=True, progress=False)  # fmt: skip
+    else:
+        jg.seg.expand_nuclei(sdata, image_key="morphology", points_key="transcripts", overwrite=True)
     times["cells_s"] = time.perf_counter() - start
     table = sdata["table"]
     info = table.uns["jointseg"]["table"]
@@ -45,34 +57,67 @@ def child(path: str) -> None:
                       "assigned": info["n_transcripts_assigned"], "on_disk": on_disk}))  # fmt: skip
 
 
+def train(path: str, model: str) -> None:
+    """Train the SegJointGene model that every size loads (a short schedule, on a 1024 px crop)."""
+    import spatialdata
+
+    import jointseg as jg
+
+    sdata = spatialdata.bounding_box_query(
+        jg.io.read_zarr(path), axes=("y", "x"), min_coordinate=[0, 0], max_coordinate=[1024 * 0.2125] * 2,
+        target_coordinate_system="global",
+    )  # fmt: skip
+    jg.pp.nuclei(sdata, image_key="morphology")
+    jg.seg.segjointgene(sdata, image_key="morphology", points_key="transcripts", save_model=model, device="cpu",
+                        steps=60, max_iterations=1, cid_windows=2, cid_steps=5, cid_samples=1, max_tiles=8,
+                        progress=False)  # fmt: skip
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", nargs="+", type=int, default=[4096, 8192, 16384])
     parser.add_argument("--workdir", default="/tmp/jg_bench")
+    parser.add_argument("--method", choices=["expand_nuclei", "segjointgene"], default="expand_nuclei")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--train", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.train:
+        train(args.train, args.model)
+        return
     if args.child:
-        child(args.child)
+        child(args.child, args.method, args.model)
         return
     from _slide import write_slide
 
     rows = []
+    model = None
     for size in args.sizes:
         path = Path(args.workdir) / f"slide_{size}.zarr"
         start = time.perf_counter()
         n_tx = write_slide(path, size, per_cell=PER_CELL)
         written = time.perf_counter() - start
+        if args.method == "segjointgene" and model is None:
+            model = str(Path(args.workdir) / "segjointgene.pt")
+            _run([sys.executable, __file__, "--train", str(path), "--model", model])
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True)
+        command = [sys.executable, __file__, "--child", str(path), "--method", args.method]
+        out = _run(command + (["--model", model] if model else []))
         wall = time.perf_counter() - start
-        if out.returncode:
-            raise RuntimeError(out.stderr[-3000:])
         res = json.loads(out.stdout.strip().splitlines()[-1])
         res.update(size=size, wall_s=wall, write_s=written, bar=2e9 + 50 * n_tx)
         rows.append(res)
         print(f"{size}: {res}", flush=True)
 
-    print(f"\n{'slide px':>12} {'transcripts':>12} {'cells':>8} {'write s':>8} {'nuclei s':>9} {'cells s':>8} "
+    print(f"\nmethod: {args.method}")
+    print(f"{'slide px':>12} {'transcripts':>12} {'cells':>8} {'write s':>8} {'nuclei s':>9} {'cells s':>8} "
           f"{'total s':>8} {'peak RSS GB':>12} {'bar GB':>7} {'B/tx over 2GB':>14}")  # fmt: skip
     for r in rows:
         over = (r["peak_rss"] - 2e9) / r["n_tx"]
