@@ -120,8 +120,9 @@ def _cmd_segment(args: argparse.Namespace) -> None:
     if args.device is not None:
         jg._utils.select_device(args.device)  # fail early on an unknown device string
     # Slide-sized results go block by block to a checkpoint beside the output; --resume reuses the
-    # blocks a killed run finished. It is removed once the output is complete.
-    with jg.io.checkpoint(Path(f"{out}.jointseg-checkpoint"), recover=args.resume):
+    # blocks a killed run finished. They are read from there (not held in memory) until the output
+    # is written inside the block; the checkpoint is then removed.
+    with jg.io.checkpoint(Path(f"{out}.jointseg-checkpoint"), recover=args.resume, in_memory=False):
         times = run_pipeline(
             sdata,
             image_key=args.image_key,

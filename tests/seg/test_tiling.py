@@ -4,7 +4,7 @@ import pytest
 from skimage.measure import label
 
 from jointseg.seg import BlockGrid, segment_blockwise, sliding_window_average
-from jointseg.seg._tiling import bins_to_pixels, window_weights
+from jointseg.seg._tiling import bins_to_pixels, relabel_sequential, window_weights
 
 
 def _blobs(shape=(300, 340), n=40, seed=0):
@@ -71,3 +71,19 @@ def test_bins_to_pixels_repeats_each_bin_and_crops_to_the_image():
     pixels = bins_to_pixels(binned, 3, (8, 11)).compute()
     assert pixels.shape == (8, 11)
     np.testing.assert_array_equal(pixels, np.arange(12).reshape(3, 4).repeat(3, 0).repeat(3, 1)[:8, :11])
+
+
+def test_relabel_sequential_handles_ids_beyond_one_lookup_chunk():
+    import spatialdata
+
+    ids = np.array([[0, 40_000_000, 40_000_000], [7, 0, 3_000_000_000]], dtype=np.int64)
+    out = relabel_sequential(da.from_array(ids, chunks=1)).compute()
+    np.testing.assert_array_equal(out, [[0, 2, 2], [1, 0, 3]])
+    assert out.dtype == np.uint32
+    with pytest.raises((IndexError, ValueError)):  # why jointseg has its own: spatialdata's table spans chunks there
+        spatialdata.relabel_sequential(da.from_array(ids, chunks=1)).compute()
+    small = np.random.default_rng(0).integers(0, 50, (64, 64))
+    np.testing.assert_array_equal(
+        relabel_sequential(da.from_array(small, chunks=16)).compute(),
+        spatialdata.relabel_sequential(da.from_array(small, chunks=16)).compute(),
+    )

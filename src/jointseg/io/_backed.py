@@ -68,7 +68,7 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
 
     store = _local_store(sdata)
     if store is None:
-        if not sdata.is_backed() and _checkpoint.active() and isinstance(element, xr.DataArray):
+        if not sdata.is_backed() and _checkpoint.keeps_results_in_memory() and isinstance(element, xr.DataArray):
             element = element.persist()  # in memory: it must not read from a checkpoint removed later
         sdata[key] = element
         if sdata.is_backed():  # a remote store: no rename there, so replace in place

@@ -22,8 +22,8 @@ logger = logging.getLogger("jointseg")
 _DONE = "jointseg-done"
 
 
-#: The directory of the checkpoint the caller runs in, if any.
-_ACTIVE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("jointseg_checkpoint", default=None)
+#: The directory of the checkpoint the caller runs in, if any, and whether results stay in memory.
+_ACTIVE: contextvars.ContextVar[tuple[Path, bool] | None] = contextvars.ContextVar("jointseg_checkpoint", default=None)
 
 
 def active() -> bool:
@@ -31,8 +31,14 @@ def active() -> bool:
     return _ACTIVE.get() is not None
 
 
+def keeps_results_in_memory() -> bool:
+    """Whether the active checkpoint asks for results held in memory (see :func:`checkpoint`)."""
+    state = _ACTIVE.get()
+    return state is not None and state[1]
+
+
 @contextlib.contextmanager
-def checkpoint(directory: str | Path, *, recover: bool = True) -> Iterator[Path]:
+def checkpoint(directory: str | Path, *, recover: bool = True, in_memory: bool = True) -> Iterator[Path]:
     """Write the slide-sized results of the jointseg calls inside the block to ``directory``,
     block by block, so that a run that crashes or is killed can be resumed.
 
@@ -49,6 +55,11 @@ def checkpoint(directory: str | Path, *, recover: bool = True) -> Iterator[Path]
         Where to keep the blocks (created if needed); outside any input store.
     recover
         Reuse the finished blocks of an earlier, interrupted run.
+    in_memory
+        Hold the new elements of an in-memory SpatialData in memory, so that they outlive the
+        directory. ``False`` leaves them reading from the checkpoint, which saves their memory
+        (4 bytes per pixel each) but makes them unusable after the block: for results written
+        elsewhere inside the block, as the command line does.
 
     Examples
     --------
@@ -62,7 +73,7 @@ def checkpoint(directory: str | Path, *, recover: bool = True) -> Iterator[Path]
     if directory.exists() and not recover:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    token = _ACTIVE.set(directory)
+    token = _ACTIVE.set((directory, in_memory))
     try:
         yield directory
     finally:
@@ -76,10 +87,10 @@ def checkpointed(array: da.Array) -> da.Array | None:
     """Compute ``array`` into the active checkpoint and return it read lazily from there; None when
     no checkpoint is active.
     """
-    directory = _ACTIVE.get()
-    if directory is None:
+    state = _ACTIVE.get()
+    if state is None:
         return None
-    path = directory / f"{array.name}.zarr"
+    path = state[0] / f"{array.name}.zarr"
     # creates the array, or opens the one an interrupted run left
     zarr.open_array(str(path), mode="a", shape=array.shape, chunks=tuple(c[0] for c in array.chunks), dtype=array.dtype)
     done = path / _DONE

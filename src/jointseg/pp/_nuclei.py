@@ -9,14 +9,14 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import feature, filters, measure, segmentation
-from spatialdata import SpatialData, deepcopy, relabel_sequential
+from spatialdata import SpatialData, deepcopy
 from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._constants import DEFAULT_CS, NUCLEI_KEY
 from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key
 from jointseg.io._backed import materialise, store_element
-from jointseg.seg._tiling import segment_blockwise
+from jointseg.seg._tiling import relabel_sequential, segment_blockwise
 
 logger = logging.getLogger("jointseg")
 
@@ -192,7 +192,7 @@ def nuclei(
         params=params,
     )
     labels, clean_up = materialise(sdata, labels)
-    labels = relabel_sequential(labels).astype(np.uint32)
+    labels = relabel_sequential(labels)
     element = Labels2DModel.parse(
         labels,
         dims=("y", "x"),

@@ -7,8 +7,7 @@ from typing import Any
 
 import anndata as ad
 import dask.array as da
-import numpy as np
-from spatialdata import SpatialData, relabel_sequential
+from spatialdata import SpatialData
 from spatialdata.models import Labels2DModel, TableModel
 from spatialdata.transformations import get_transformation
 
@@ -17,6 +16,7 @@ from jointseg._points import TranscriptIndex
 from jointseg._utils import check_new_key
 from jointseg.io._backed import materialise, store_element
 from jointseg.seg._shapes import labels_to_shapes
+from jointseg.seg._tiling import relabel_sequential
 from jointseg.tl._aggregate import aggregate_indexed, check_cell_id_column
 
 logger = logging.getLogger("jointseg")
@@ -60,7 +60,7 @@ def write_segmentation(
     if not labels.max().compute():
         clean_up()
         raise ValueError(f"{method} found no cells; nothing was written. Check the inputs and the method's parameters.")
-    labels = relabel_sequential(labels).astype(np.uint32)
+    labels = relabel_sequential(labels)
     element = Labels2DModel.parse(
         labels, dims=("y", "x"), transformations=get_transformation(sdata[image_key], get_all=True)
     )

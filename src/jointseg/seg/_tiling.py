@@ -268,7 +268,7 @@ def segment_blockwise(
     Returns
     -------
     Lazy int64 labels of shape ``image.shape[-2:]``, ids unique across blocks (not consecutive;
-    see :func:`spatialdata.relabel_sequential`).
+    see :func:`relabel_sequential`).
 
     """
     shape = tuple(int(s) for s in image.shape[-2:])
@@ -303,6 +303,32 @@ def segment_blockwise(
         return dask.delayed(_assemble, pure=True)(blk, pieces)
 
     return array_from_blocks(grid, assemble, dtype=np.int64)
+
+
+def _renumber(block: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    out = np.searchsorted(ids, block).astype(np.uint32) + 1
+    out[block == 0] = 0
+    return out
+
+
+def relabel_sequential(labels: da.Array) -> da.Array:
+    """Renumber the non-zero ids of a lazy label image to 1..N (uint32), keeping their order.
+
+    :func:`spatialdata.relabel_sequential` builds a lookup table as long as the largest id and
+    fails once that table spans several dask chunks (ids above ~16.7M, which blockwise id offsets
+    reach on slides of a few blocks); this looks each pixel's id up among the N present ids instead.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> relabel_sequential(da.from_array(np.array([[0, 40_000_000], [7, 7]]), chunks=1)).compute()
+    array([[0, 2],
+           [1, 1]], dtype=uint32)
+
+    """
+    ids = da.unique(labels).compute()
+    ids = ids[ids > 0]
+    return labels.map_blocks(_renumber, ids, dtype=np.uint32)
 
 
 def window_weights(size: int) -> np.ndarray:
