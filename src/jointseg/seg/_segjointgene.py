@@ -180,7 +180,9 @@ def predict_segjointgene_cells(
         dtype=np.int64,
     )
     pixels = bins_to_pixels(allowed, b, (h, w))
-    fields = da.stack([pixels.rechunk(bins * b), nuclei.astype(np.int64).rechunk(bins * b)])
+    # int32 (types and nucleus ids fit): the growth's per-type markers, distances and watershed
+    # work on arrays of this dtype, so int64 doubled the memory of every block in flight.
+    fields = da.stack([pixels.astype(np.int32).rechunk(bins * b), nuclei.astype(np.int32).rechunk(bins * b)])
     return segment_blockwise(
         fields, _grow_block, block_size=bins * b, halo=halo, type_of=type_of, max_distance=max_distance,
         max_hole_area=max_hole_area, fill=fill,
