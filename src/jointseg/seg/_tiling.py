@@ -157,8 +157,6 @@ def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> Kept:
     """Keep the objects whose centroid lies in the block's core."""
     ey0, _, ex0, _ = block.ext
     n = int(local.max())
-    if n == 0:
-        return Kept(np.zeros((0, 0), np.uint8), (ey0, ex0), id_offset)
     flat = local.ravel()
     counts = np.bincount(flat, minlength=n + 1)[1:]
     yy, xx = np.indices(local.shape)
