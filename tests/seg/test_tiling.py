@@ -47,6 +47,17 @@ def test_objects_on_block_corners_are_not_split_or_duplicated():
     assert (tiled > 0).sum() == 256
 
 
+def test_objects_wider_than_the_halo_are_reported_but_not_those_at_the_image_edge(caplog):
+    img = np.zeros((130, 128), bool)
+    img[124:, 10:20] = True  # on the image's bottom edge, 2 px below the core of the block that owns it
+    tiled = segment_blockwise(da.from_array(img), _label, block_size=64, halo=24).compute()
+    assert len(np.unique(tiled[tiled > 0])) == 1
+    assert "reach the edge" not in caplog.text
+    img[:, 100:104] = True  # a bar spanning all rows: longer than any block's window
+    segment_blockwise(da.from_array(img), _label, block_size=64, halo=24).compute()
+    assert "1 objects reach the edge of the block's halo" in caplog.text
+
+
 def test_sliding_window_identity_is_exact():
     rng = np.random.default_rng(0)
     x = rng.random((2, 70, 90)).astype(np.float32)

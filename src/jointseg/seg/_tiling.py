@@ -119,20 +119,19 @@ def bins_to_pixels(binned: da.Array, bin_size: int, shape: tuple[int, int]) -> d
     return pixels[: shape[0], : shape[1]]
 
 
-def _reach_halo_edge(local: np.ndarray, block: Block) -> np.ndarray:
+def _reach_halo_edge(local: np.ndarray, block: Block, shape: tuple[int, int]) -> np.ndarray:
     """Per local id, whether the object touches an edge of the extended window that lies inside the
     image (a side with a halo): such an object may continue beyond what the block saw.
     """
     ey0, ey1, ex0, ex1 = block.ext
-    y0, y1, x0, x1 = block.core
     edges = []
-    if ey0 < y0:
+    if ey0 > 0:
         edges.append(local[0])
-    if ey1 > y1:
+    if ey1 < shape[0]:
         edges.append(local[-1])
-    if ex0 < x0:
+    if ex0 > 0:
         edges.append(local[:, 0])
-    if ex1 > x1:
+    if ex1 < shape[1]:
         edges.append(local[:, -1])
     touching = np.zeros(int(local.max()) + 1, dtype=bool)
     if edges:
@@ -153,7 +152,7 @@ class Kept:
     id_offset: int
 
 
-def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> Kept:
+def _keep_owned(local: np.ndarray, block: Block, shape: tuple[int, int], id_offset: int) -> Kept:
     """Keep the objects whose centroid lies in the block's core."""
     ey0, _, ex0, _ = block.ext
     n = int(local.max())
@@ -166,7 +165,7 @@ def _keep_owned(local: np.ndarray, block: Block, id_offset: int) -> Kept:
     cy = np.floor(np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ey0
     cx = np.floor(np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / safe + 0.5) + ex0
     owned = present & (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
-    cut = _reach_halo_edge(local, block)[1:] & owned
+    cut = _reach_halo_edge(local, block, shape)[1:] & owned
     if cut.any():
         logger.warning(
             "Block %s: %d objects reach the edge of the block's halo and may be cut there (cells larger than "
@@ -192,11 +191,12 @@ def _segment_block(
     origin: tuple[int, int],
     fn: Callable,
     block: Block,
+    shape: tuple[int, int],
     id_offset: int,
     kwargs: dict,
 ) -> Kept:
-    """Segment ``block``'s extended window, cut from the chunks around it (``None`` off the image),
-    whose top-left pixel is ``origin``.
+    """Segment ``block``'s extended window of an image of ``shape``, cut from the chunks around it
+    (``None`` off the image), whose top-left pixel is ``origin``.
     """
     ey0, ey1, ex0, ex1 = block.ext
     band_top, strips = origin[0], []
@@ -218,7 +218,7 @@ def _segment_block(
     local = np.asarray(fn(ext_image, **kwargs))
     if local.shape != ext_image.shape[-2:]:
         raise ValueError(f"Block function returned shape {local.shape}, expected {ext_image.shape[-2:]}.")
-    return _keep_owned(local, block, id_offset)
+    return _keep_owned(local, block, shape, id_offset)
 
 
 def _assemble(block: Block, pieces: list[Kept]) -> np.ndarray:
@@ -289,7 +289,7 @@ def segment_blockwise(
         ]
         origin = (max(i - reach, 0) * block_size, max(j - reach, 0) * block_size)
         kept[blk.index] = dask.delayed(_segment_block, pure=True)(
-            neighbourhood, origin, fn, blk, (i * nx + j) * stride, kwargs
+            neighbourhood, origin, fn, blk, shape, (i * nx + j) * stride, kwargs
         )
 
     def assemble(blk: Block):
