@@ -5,7 +5,8 @@ from jointseg.seg._celltypes import leiden_types
 
 
 def test_leiden_types_on_more_cells_than_scanpy_computes_exactly():
-    # >= 8192 rows: scanpy switches to pynndescent's approximate kNN (a whole slide's nuclei).
+    # >= 8192 rows, as a whole slide's nuclei: scanpy's default would switch to pynndescent's
+    # approximate kNN (whose 0.7 release breaks scanpy 1.11); jointseg's stays exact.
     rng = np.random.default_rng(0)
     n_per_type, n_genes = 2800, 30
     blocks = []

@@ -6,11 +6,11 @@ import logging
 
 import anndata as ad
 import numpy as np
-import scanpy as sc
 from scipy import sparse
 
 from jointseg._points import TranscriptIndex
 from jointseg.tl._aggregate import assign_transcripts
+from jointseg.tl._leiden import leiden_clusters
 
 logger = logging.getLogger("jointseg")
 
@@ -36,8 +36,8 @@ def leiden_types(
 ) -> tuple[np.ndarray, list[str]]:
     """Leiden clusters of the rows of ``counts`` with at least ``min_counts`` transcripts.
 
-    Normalise to the median total, log1p, PCA (up to 30 components), 15-neighbour kNN graph,
-    Leiden (igraph flavour). Returns the type of every row as ``1..n_types`` (0: too few counts)
+    Clusters as :func:`jointseg.tl._leiden.leiden_clusters` (up to 30 principal components).
+    Returns the type of every row as ``1..n_types`` (0: too few counts)
     and the type names (the Leiden cluster names).
     """
     totals = np.asarray(counts.sum(axis=1)).ravel()
@@ -49,15 +49,7 @@ def leiden_types(
             "nuclei and the transcripts overlap, or lower min_nucleus_counts."
         )
     adata = ad.AnnData(counts[rows].astype(np.float32))
-    sc.pp.normalize_total(adata)
-    sc.pp.log1p(adata)
-    n_comps = int(min(30, adata.n_obs - 1, adata.n_vars - 1))
-    if n_comps >= 2:
-        sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
-        sc.pp.neighbors(adata, n_neighbors=min(15, adata.n_obs - 1), random_state=seed)
-    else:
-        sc.pp.neighbors(adata, n_neighbors=min(15, adata.n_obs - 1), use_rep="X", random_state=seed)
-    sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2, random_state=seed, directed=False)
+    leiden_clusters(adata, max_comps=30, resolution=resolution, seed=seed)
     names = list(adata.obs["leiden"].cat.categories)
     type_of[rows] = adata.obs["leiden"].cat.codes.to_numpy() + 1
     logger.info("SegJointGene: %d nuclei typed into %d Leiden clusters.", len(rows), len(names))

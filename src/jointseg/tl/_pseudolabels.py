@@ -14,6 +14,7 @@ import scanpy as sc
 from spatialdata import SpatialData
 
 from jointseg._constants import TABLE_KEY, UNS_KEY
+from jointseg.tl._leiden import leiden_clusters
 from jointseg.tl._markers import COARSE_CLASSES, cancer_genes, marker_table
 
 logger = logging.getLogger("jointseg")
@@ -134,12 +135,7 @@ def pseudolabels(
     if keep.sum() < 3:
         raise ValueError(f"Only {int(keep.sum())} cells have >= {min_counts} transcripts: too few to cluster.")
     work = ad.AnnData(counts[keep].astype(np.float32), var=pd.DataFrame(index=table.var_names.astype(str)))
-    sc.pp.normalize_total(work)
-    sc.pp.log1p(work)
-    n_comps = int(min(50, work.n_obs - 1, work.n_vars - 1))
-    sc.pp.pca(work, n_comps=n_comps, random_state=seed)
-    sc.pp.neighbors(work, n_neighbors=min(15, work.n_obs - 1), random_state=seed)
-    sc.tl.leiden(work, resolution=resolution, flavor="igraph", n_iterations=2, random_state=seed, directed=False)
+    leiden_clusters(work, max_comps=50, resolution=resolution, seed=seed)
     clusters = work.obs["leiden"]
     if clusters.nunique() > 1:
         sc.tl.rank_genes_groups(work, "leiden", method="wilcoxon", n_genes=max(n_top, n_cancer_top))
