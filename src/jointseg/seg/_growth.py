@@ -14,6 +14,7 @@ def core_types(cores: np.ndarray, allowed: np.ndarray, type_of: np.ndarray) -> n
     most frequent non-zero ``allowed`` type under the nucleus (0 if none).
     """
     ids = cores.ravel()
+    type_of = type_of.astype(np.min_scalar_type(int(type_of.max(initial=0))))  # per-pixel temporaries stay small
     types = np.where(ids < len(type_of), type_of[np.minimum(ids, len(type_of) - 1)], 0)
     untyped = (ids > 0) & (types == 0)
     if untyped.any():
