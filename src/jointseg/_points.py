@@ -197,11 +197,12 @@ def build_transcript_index(
     # Block ids are sorted with numpy's O(n) radix sort when they fit 16 bits (0 = not indexed).
     block_dtype = np.uint16 if ny * nx < np.iinfo(np.uint16).max else np.uint32
     excluded_codes = np.append(excluded, False)  # code -1 (unknown gene) indexes the appended False
+    gene_dtype = np.int16 if len(genes) < np.iinfo(np.int16).max else np.int32  # 2 bytes a transcript
 
     def _part(df: pd.DataFrame) -> pd.DataFrame:
         """One partition in pixels: x, y, gene code and block (0: NaN/inf or outside; 1-based)."""
         xy = np.c_[df["x"].to_numpy(np.float64), df["y"].to_numpy(np.float64), np.ones(len(df))] @ matrix.T
-        codes = pd.Categorical(df[gene_col].astype(str), categories=genes.astype(str)).codes.astype(np.int32)
+        codes = pd.Categorical(df[gene_col].astype(str), categories=genes.astype(str)).codes.astype(gene_dtype)
         x, y = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
         rx, ry = np.rint(x), np.rint(y)
         inside = (ry >= 0) & (ry < h) & (rx >= 0) & (rx < w)  # False for NaN
@@ -210,7 +211,7 @@ def build_transcript_index(
         block[inside] = by * block_dtype(nx) + bx + 1
         return pd.DataFrame({"x": x, "y": y, "g": codes, "b": block, "finite": np.isfinite(x) & np.isfinite(y)})
 
-    meta = {"x": np.float32, "y": np.float32, "g": np.int32, "b": block_dtype, "finite": bool}
+    meta = {"x": np.float32, "y": np.float32, "g": gene_dtype, "b": block_dtype, "finite": bool}
     parts = list(dask.compute(*points[["x", "y", gene_col]].map_partitions(_part, meta=meta).to_delayed()))
     lengths = np.array([len(f) for f in parts], dtype=np.int64)
     n_total = int(lengths.sum())
@@ -247,7 +248,7 @@ def build_transcript_index(
     if n_outside:
         logger.info("%d transcripts fall outside image %r and are ignored.", n_outside, image_key)
     del block
-    order = order[starts[0] :]
+    order = order[starts[0] :].astype(np.min_scalar_type(n_total))  # argsort's int64, halved
     starts -= starts[0]
     x, y, g = x[order], y[order], g[order]
     release_memory()

@@ -78,7 +78,7 @@ def _lookup_block(
     keep = (assigned > 0) & (gene >= 0)
     n_codes = np.int64(index.n_genes)
     pairs, n = np.unique(assigned[keep].astype(np.int64) * n_codes + gene[keep], return_counts=True)
-    return assigned, (pairs // n_codes, (pairs % n_codes).astype(np.int32), n.astype(np.int32))
+    return assigned, ((pairs // n_codes).astype(labels.dtype), (pairs % n_codes).astype(np.int32), n.astype(np.int32))
 
 
 def assign_transcripts(labels, index: TranscriptIndex, nuclei=None) -> Assignment:
@@ -104,14 +104,33 @@ def assign_transcripts(labels, index: TranscriptIndex, nuclei=None) -> Assignmen
                 dask.delayed(_block_stats)(lab, nuc, y0, x0),
             )
         )
-    results = dask.compute(*tasks)
-    assigned = np.concatenate([r[0][0] for r in results]) if results else np.zeros(0, np.dtype(labels.dtype))
-    counts = tuple(np.concatenate([r[0][1][k] for r in results]) for k in range(3))
-    stats = pd.concat([r[1][0] for r in results]).groupby("id", sort=True).sum()
+    lookups, block_stats = zip(*dask.compute(*tasks), strict=True)
+    stats = pd.concat([s[0] for s in block_stats]).groupby("id", sort=True).sum()
     pairs = pd.DataFrame(columns=["id", "nucleus", "n"])
     if nuclei is not None:
-        pairs = pd.concat([r[1][1] for r in results]).groupby(["id", "nucleus"], as_index=False)["n"].sum()
+        pairs = pd.concat([s[1] for s in block_stats]).groupby(["id", "nucleus"], as_index=False)["n"].sum()
+    assigned_parts = [lk[0] for lk in lookups]
+    count_parts = [[lk[1][k] for lk in lookups] for k in range(3)]
+    del lookups, block_stats
+    assigned = _concatenate_releasing(assigned_parts, np.dtype(labels.dtype))
+    counts = tuple(_concatenate_releasing(parts, parts[0].dtype) for parts in count_parts)
     return Assignment(assigned, stats, pairs, counts)
+
+
+def _concatenate_releasing(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """Concatenate 1D arrays, dropping each one from ``parts`` (emptied) as soon as it is copied.
+
+    ``np.concatenate`` holds every part and the result at once: on a whole slide, per-transcript
+    labels and per-block counts of ~20 M transcripts twice over.
+    """
+    out = np.empty(sum(len(p) for p in parts), dtype=dtype)
+    parts.reverse()
+    start = 0
+    while parts:
+        part = parts.pop()
+        out[start : start + len(part)] = part
+        start += len(part)
+    return out
 
 
 def aggregate(
