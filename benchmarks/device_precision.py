@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import dask
 import numpy as np
 import torch
 
@@ -65,7 +66,11 @@ def main() -> None:
             labels = {}
             for run, dtype in (("fp32", None), ("fp32 again", None), ("fp16", torch.float16)):
                 start = time.perf_counter()
-                with torch.autocast("cpu", dtype=dtype or torch.float16, enabled=dtype is not None):
+                # autocast is per thread: the blocks run in this one (dask's synchronous scheduler)
+                with (
+                    dask.config.set(scheduler="synchronous"),
+                    torch.autocast("cpu", dtype=dtype or torch.float16, enabled=dtype is not None),
+                ):
                     fn(sdata, model=path, key_added="run", shapes_key="run_s", table_key="run_t", overwrite=True,
                        **keys)  # fmt: skip
                 labels[run] = (np.asarray(sdata["run"].values), time.perf_counter() - start)
