@@ -174,9 +174,9 @@ def predict_segjointgene_cells(
     block_size: int,
     halo: int, window: int, stride: int, confidence: float, max_distance: float, max_hole_area: int, fill: bool,
 ):  # fmt: skip
-    """Lazy cell labels of a slide (nucleus ids). Where cells may grow is computed first, per bin
-    and block (network and CID support on the coarse grid: a few bytes per bin); then every block's
-    nuclei grow on its extended window.
+    """Cell labels of a slide (nucleus ids). Where cells may grow is computed here, per bin and
+    block (network and CID support on the coarse grid: a few bytes per bin); the returned lazy
+    labels grow every block's nuclei on its extended window.
 
     Every cell grows from one nucleus, so the nucleus ids label the cells across blocks and each
     block keeps its core: with a halo wider than a cell, the growth inside the core sees every
