@@ -37,8 +37,8 @@ def leiden_types(
     """Leiden clusters of the rows of ``counts`` with at least ``min_counts`` transcripts.
 
     Clusters as :func:`jointseg.tl._leiden.leiden_clusters` (up to 30 principal components).
-    Returns the type of every row as ``1..n_types`` (0: too few counts)
-    and the type names (the Leiden cluster names).
+    Returns the type of every row as ``1..n_types`` (0: too few counts) and the type names (the
+    Leiden cluster names).
     """
     totals = np.asarray(counts.sum(axis=1)).ravel()
     rows = np.flatnonzero(totals >= min_counts)
