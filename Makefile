@@ -20,6 +20,7 @@ demo: install
 	$(VENV)/bin/jointseg demo --out results/demo
 
 test: install
+	$(VENV)/bin/lint-imports  # the layers and method independence of DESIGN.md (pyproject.toml)
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: install

@@ -16,10 +16,10 @@ import dask.array as da
 import numpy as np
 
 import jointseg as jg
-from jointseg._points import build_transcript_index
-from jointseg._utils import image_2d, labels_2d, pixel_size_um
-from jointseg.seg._genesegnet import _fields_task, _instance_params, _instances_block, _slide_inputs
-from jointseg.seg._tiling import BlockGrid, segment_blockwise
+from jointseg._core.tiling import BlockGrid, segment_blockwise
+from jointseg._core.transcripts import build_transcript_index
+from jointseg._core.utils import image_2d, labels_2d, pixel_size_um
+from jointseg.seg.genesegnet.api import _fields_task, _instance_params, _instances_block, _slide_inputs
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--size", type=int, default=4096)
@@ -27,7 +27,7 @@ parser.add_argument("--device", default=None)
 args = parser.parse_args()
 n = args.size
 cores = len(os.sched_getaffinity(0))
-device = jg._utils.select_device(args.device)
+device = jg._core.utils.select_device(args.device)
 
 train = jg.datasets.synthetic(shape=(512, 512), n_cells=100, seed=0)
 jg.pp.nuclei(train, image_key="morphology")

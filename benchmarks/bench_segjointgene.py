@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 import jointseg as jg
-from jointseg._points import build_transcript_index
+from jointseg._core.genes import gene_lookup
+from jointseg._core.transcripts import build_transcript_index
 from jointseg.models import SegJointGeneModel, bin_transcripts
-from jointseg.seg._cid import CIDParams, cid_tile
-from jointseg.seg._segjointgene import gene_lookup
+from jointseg.seg.segjointgene.cid import CIDParams, cid_tile
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--device", default=None)

@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 
 import jointseg as jg
-from jointseg._points import build_transcript_index
+from jointseg._core.genes import gene_lookup
+from jointseg._core.transcripts import build_transcript_index
 from jointseg.models import SSLCSTModel
-from jointseg.seg._segjointgene import gene_lookup
-from jointseg.seg._sslcst import _geometry, _settings, _tokens_of
-from jointseg.seg._tokens import BinTable, nucleus_centres
+from jointseg.seg.sslcst.api import _geometry, _settings, _tokens_of
+from jointseg.seg.sslcst.tokens import BinTable, nucleus_centres
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--device", default=None)

@@ -18,11 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import jointseg as jg
-from jointseg._points import build_transcript_index
+from jointseg._core.genes import gene_lookup
+from jointseg._core.transcripts import build_transcript_index
 from jointseg.models import SSLCSTModel
-from jointseg.seg._segjointgene import gene_lookup
-from jointseg.seg._sslcst import _fields_block
-from jointseg.seg._tokens import nucleus_centres
+from jointseg.seg.sslcst.api import _fields_block
+from jointseg.seg.sslcst.tokens import nucleus_centres
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", default=None)

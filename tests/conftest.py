@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 import jointseg as jg
@@ -15,8 +14,3 @@ def segmented(synth):
     jg.pp.nuclei(synth, image_key="morphology")
     jg.seg.expand_nuclei(synth, image_key="morphology", points_key="transcripts")
     return synth
-
-
-def best_match_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over objects of ``a`` of their best IoU with an object of ``b``."""
-    return jg.metrics.instance_scores(b, a)["mean_iou"]

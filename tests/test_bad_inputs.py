@@ -71,7 +71,7 @@ def test_control_genes_excluded_by_documented_pattern(sdata):
     frame["feature_name"] = frame["feature_name"].astype("category")
     sdata["transcripts"] = _points(sdata, frame)
     table = _run(sdata)
-    assert not table.var_names.str.match(jg._constants.CONTROL_GENE_PATTERN).any()
+    assert not table.var_names.str.match(jg._core.constants.CONTROL_GENE_PATTERN).any()
     assert "T0_0" in table.var_names
 
 

@@ -46,8 +46,8 @@ def method_options(method: str, args: argparse.Namespace) -> dict:
 
 def check_inputs(sdata: SpatialData, image_key: str | None, points_key: str | None) -> tuple[str, str]:
     """Resolve the image and points keys and check the points carry genes; return the keys."""
-    from jointseg._points import feature_key
-    from jointseg._utils import resolve_key
+    from jointseg._core.transcripts import feature_key
+    from jointseg._core.utils import resolve_key
 
     image_key = resolve_key(sdata, "images", image_key)
     points_key = resolve_key(sdata, "points", points_key)
@@ -118,7 +118,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
     if args.microns_per_unit is not None:
         jg.pp.set_units(sdata, args.microns_per_unit, coordinate_system=args.coordinate_system)
     if args.device is not None:
-        jg._utils.select_device(args.device)  # fail early on an unknown device string
+        jg._core.utils.select_device(args.device)  # fail early on an unknown device string
     # Slide-sized results go block by block to a checkpoint beside the output; --resume reuses the
     # blocks a killed run finished. They are read from there (not held in memory) until the output
     # is written inside the block; the checkpoint is then removed.

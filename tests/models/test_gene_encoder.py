@@ -4,7 +4,7 @@ import torch
 from scipy import ndimage as ndi
 
 import jointseg as jg
-from jointseg._points import build_transcript_index
+from jointseg._core.transcripts import build_transcript_index
 from jointseg.models import BinnedCounts, GeneEncoder, bin_transcripts
 from jointseg.models._gene_encoder import gaussian_kernel
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import jointseg as jg
-from jointseg._points import build_transcript_index
-from jointseg.pp._rna_density import GAUSSIAN_FLOOR, location_map
+from jointseg._core.density import GAUSSIAN_FLOOR, location_map
+from jointseg._core.transcripts import build_transcript_index
 
 
 def test_location_map_is_max_of_gaussians(synth):

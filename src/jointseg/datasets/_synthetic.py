@@ -10,7 +10,7 @@ from spatialdata import SpatialData
 from spatialdata.models import Labels2DModel, TableModel
 from spatialdata.transformations import Scale
 
-from jointseg._constants import DEFAULT_CS
+from jointseg._core.constants import DEFAULT_CS
 from jointseg.datasets._xenium import xenium_like_sdata
 
 

@@ -20,7 +20,7 @@ from spatialdata import SpatialData
 from spatialdata.models import Image2DModel, PointsModel
 from spatialdata.transformations import Identity, Scale
 
-from jointseg._constants import DEFAULT_CS, IMAGE_KEY, POINTS_KEY
+from jointseg._core.constants import DEFAULT_CS, IMAGE_KEY, POINTS_KEY
 from jointseg.datasets._fetch import XENIUM_DIR, demo_wheel
 
 PIXEL_SIZE_UM = 0.2125

@@ -1,6 +1,6 @@
 """Readers and writers."""
 
-from jointseg.io._checkpoint import checkpoint
+from jointseg._core.checkpoint import checkpoint
 from jointseg.io._explorer import write_xenium_explorer
 from jointseg.io._zarr import read_zarr, write_zarr
 

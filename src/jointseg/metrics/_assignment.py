@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from jointseg._constants import UNS_KEY
+from jointseg._core.constants import UNS_KEY
 
 
 def assignment_summary(table: ad.AnnData, *, table_key: str = "table") -> dict[str, float]:

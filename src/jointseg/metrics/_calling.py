@@ -6,9 +6,9 @@ import numpy as np
 from scipy import ndimage as ndi
 from spatialdata import SpatialData
 
-from jointseg._constants import CELL_LABELS_KEY, DEFAULT_CS
-from jointseg._points import build_transcript_index
-from jointseg._utils import labels_2d, resolve_key
+from jointseg._core.constants import CELL_LABELS_KEY, DEFAULT_CS
+from jointseg._core.transcripts import build_transcript_index
+from jointseg._core.utils import labels_2d, resolve_key
 
 
 def cell_calling(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from spatialdata import SpatialData
 
-from jointseg._constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, TABLE_KEY
+from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, TABLE_KEY
 from jointseg.metrics._assignment import assignment_summary, mecr
 from jointseg.metrics._calling import cell_calling
 from jointseg.metrics._shapes import shape_metrics

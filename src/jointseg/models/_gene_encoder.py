@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from jointseg._points import TranscriptIndex
+from jointseg._core.transcripts import TranscriptIndex
 
 
 @dataclass(frozen=True)

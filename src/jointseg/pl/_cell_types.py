@@ -9,9 +9,10 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 from spatialdata import SpatialData
 
-from jointseg._constants import CELL_LABELS_KEY, INSTANCE_KEY, TABLE_KEY
-from jointseg._utils import labels_2d, resolve_key
+from jointseg._core.constants import CELL_LABELS_KEY, INSTANCE_KEY, TABLE_KEY
+from jointseg._core.utils import labels_2d, resolve_key
 from jointseg.pl._segmentation import draw_stain, extent, finish
+from jointseg.tl import marker_table
 
 
 def cell_types(
@@ -100,8 +101,6 @@ def marker_dotplot(
     >>> axes = jg.pl.marker_dotplot(sdata, markers={"T cells": ["T0_0"], "Fibroblasts": ["T1_0"]})
 
     """
-    from jointseg.tl import marker_table  # here: tl imports seg, which must load before pl
-
     table = sdata[table_key]
     if key not in table.obs:
         raise KeyError(f"Table {table_key!r} has no obs column {key!r}; run jg.tl.pseudolabels(sdata) first.")

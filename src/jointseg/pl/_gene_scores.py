@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from spatialdata import SpatialData
 
-from jointseg._constants import CELL_LABELS_KEY, TABLE_KEY, UNS_KEY
+from jointseg._core.constants import CELL_LABELS_KEY, TABLE_KEY, UNS_KEY
 
 
 def gene_scores(

@@ -8,10 +8,10 @@ from matplotlib.figure import Figure
 from spatialdata import SpatialData
 from spatialdata.transformations import get_transformation
 
-from jointseg._constants import DEFAULT_CS, POINTS_CELL_ID, POINTS_KEY, TABLE_KEY
+from jointseg._core.constants import DEFAULT_CS, POINTS_CELL_ID, POINTS_KEY, TABLE_KEY
+from jointseg._core.outputs import recorded_shapes_key
+from jointseg._core.units import microns_per_unit
 from jointseg.metrics import assignment_summary, shape_metrics
-from jointseg.pp._units import microns_per_unit
-from jointseg.seg._outputs import recorded_shapes_key
 
 
 def qc(

@@ -11,9 +11,9 @@ from matplotlib.axes import Axes
 from skimage.segmentation import find_boundaries
 from spatialdata import SpatialData
 
-from jointseg._constants import CELL_LABELS_KEY, DEFAULT_CS, POINTS_CELL_ID
-from jointseg._points import feature_key, points_to_pixel_matrix
-from jointseg._utils import image_2d, labels_2d, resolve_key
+from jointseg._core.constants import CELL_LABELS_KEY, DEFAULT_CS, POINTS_CELL_ID
+from jointseg._core.transcripts import feature_key, points_to_pixel_matrix
+from jointseg._core.utils import image_2d, labels_2d, resolve_key
 
 
 def segmentation(

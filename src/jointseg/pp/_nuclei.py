@@ -13,10 +13,10 @@ from spatialdata import SpatialData, deepcopy
 from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
-from jointseg._constants import DEFAULT_CS, NUCLEI_KEY
-from jointseg._utils import check_new_key, image_2d, pixel_size_um, resolve_key
-from jointseg.io._backed import materialise, store_element
-from jointseg.seg._tiling import relabel_sequential, segment_blockwise
+from jointseg._core.backed import materialise, store_element
+from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
+from jointseg._core.tiling import relabel_sequential, segment_blockwise
+from jointseg._core.utils import check_new_key, image_2d, pixel_size_um, resolve_key
 
 logger = logging.getLogger("jointseg")
 
@@ -123,7 +123,7 @@ def nuclei(
     by a fraction of the global Otsu level (so dim nuclei next to bright ones are kept), hole filling,
     a smoothed distance transform whose maxima seed a marker watershed that splits touching nuclei,
     and a size filter. It runs lazily block by block with a halo; nuclei cut by a block border are
-    kept whole by the block that holds their centre (see :mod:`jointseg.seg._tiling`).
+    kept whole by the block that holds their centre (see :mod:`jointseg._core.tiling`).
 
     Parameters
     ----------

@@ -1,12 +1,17 @@
-"""Segmentation methods and the shared tiling/stitching engine."""
+"""Segmentation methods: the expansion baseline and one package per published method.
 
-from jointseg.seg._expand import expand_nuclei, grow_nuclei
-from jointseg.seg._fields import sliding_window_average
-from jointseg.seg._genesegnet import genesegnet, train_genesegnet
-from jointseg.seg._segjointgene import segjointgene
-from jointseg.seg._shapes import labels_to_shapes
-from jointseg.seg._sslcst import sslcst
-from jointseg.seg._tiling import BlockGrid, segment_blockwise
+The shared engine (tiling, stitching, fields, shapes, outputs) lives in :mod:`jointseg._core`;
+its public pieces are re-exported here.
+"""
+
+from jointseg._core.expansion import grow_nuclei
+from jointseg._core.fields import sliding_window_average
+from jointseg._core.shapes import labels_to_shapes
+from jointseg._core.tiling import BlockGrid, segment_blockwise
+from jointseg.seg.expand import expand_nuclei
+from jointseg.seg.genesegnet import genesegnet, train_genesegnet
+from jointseg.seg.segjointgene import segjointgene
+from jointseg.seg.sslcst import sslcst
 
 __all__ = [
     "BlockGrid",

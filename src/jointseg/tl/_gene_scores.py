@@ -6,7 +6,7 @@ import numpy as np
 from scipy import sparse
 from spatialdata import SpatialData
 
-from jointseg._constants import TABLE_KEY, UNS_KEY
+from jointseg._core.constants import TABLE_KEY, UNS_KEY
 
 
 def spatial_entropy(counts: sparse.spmatrix | np.ndarray, *, min_counts: int = 10) -> np.ndarray:

@@ -21,11 +21,11 @@ from spatialdata import SpatialData
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from jointseg._constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
-from jointseg._utils import image_2d, labels_2d, resolve_key, sampled_percentiles, select_device
+from jointseg._core.constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
+from jointseg._core.fields import sliding_window_average
+from jointseg._core.utils import image_2d, labels_2d, resolve_key, sampled_percentiles, select_device
 from jointseg.models import ResidualUNet, UNetConfig
 from jointseg.models._files import load_model_file, save_model_file
-from jointseg.seg._fields import sliding_window_average
 
 FORMAT = "jointseg.imageclassifier"
 FORMAT_VERSION = 1

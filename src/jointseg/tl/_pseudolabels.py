@@ -13,7 +13,7 @@ import pandas as pd
 import scanpy as sc
 from spatialdata import SpatialData
 
-from jointseg._constants import TABLE_KEY, UNS_KEY
+from jointseg._core.constants import TABLE_KEY, UNS_KEY
 from jointseg.tl._leiden import leiden_clusters
 from jointseg.tl._markers import COARSE_CLASSES, cancer_genes, marker_table
 

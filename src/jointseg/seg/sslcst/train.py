@@ -1,0 +1,236 @@
+"""SSL-CST's self-supervision: positive bins in eroded nuclei labelled with the direction to their
+nucleus centroid, negative bins far from every nucleus and dark, and the network's training with
+early stopping on a held-out spatial region.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from jointseg.models import SSLCSTModel
+from jointseg.seg.sslcst.postprocess import direction_class
+from jointseg.seg.sslcst.tokens import BinTable, Neighbourhoods, NucleusCentres
+
+logger = logging.getLogger("jointseg")
+
+
+def erode_labels(labels: np.ndarray, radius: int) -> np.ndarray:
+    """Labels eroded by a disc of ``radius`` pixels (a pixel stays if its whole disc has its label)."""
+    if radius < 1:
+        return labels
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disc = yy**2 + xx**2 <= radius**2
+    same = ndi.minimum_filter(labels, footprint=disc) == ndi.maximum_filter(labels, footprint=disc)
+    return np.where(same, labels, 0)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Training bins (global bin coordinates) and their targets: ``foreground`` 1/0 and
+    ``direction`` (the class towards the nucleus centroid; -1 where it is not learned).
+    """
+
+    y: np.ndarray
+    x: np.ndarray
+    foreground: np.ndarray
+    direction: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, rows: np.ndarray) -> Samples:
+        """The samples ``rows``."""
+        return Samples(self.y[rows], self.x[rows], self.foreground[rows], self.direction[rows])
+
+
+def select_samples(
+    eroded: np.ndarray,
+    nucleus: np.ndarray,
+    expressed: np.ndarray,
+    stain: np.ndarray,
+    origin: tuple[int, int],
+    centres: NucleusCentres,
+    *,
+    negative_distance: float,
+    dark: float,
+    n_directions: int = 16,
+) -> tuple[Samples, Samples]:
+    """Positive and negative samples of a window of bins whose first bin is ``origin``.
+
+    Positives: bins with transcripts (``expressed``) inside an eroded nucleus (``eroded``: nucleus
+    ids at the bins), labelled with the direction class to that nucleus's centroid (-1 within half
+    a bin of it). Negatives: bins without transcripts and outside nuclei (``nucleus``), farther
+    than ``negative_distance`` bins from every centroid, with ``stain`` at most ``dark``.
+    """
+    by, bx = np.indices(eroded.shape)
+    by, bx = by + origin[0], bx + origin[1]
+    pos = (eroded > 0) & expressed
+    ids = eroded[pos]
+    row = np.searchsorted(centres.ids, ids)
+    if len(ids) and not np.array_equal(centres.ids[np.minimum(row, len(centres) - 1)], ids):
+        raise ValueError("Nuclei at the bins are missing from the nucleus centroids.")
+    dy, dx = centres.y[row] - by[pos], centres.x[row] - bx[pos]
+    direction = np.where(np.hypot(dy, dx) >= 0.5, direction_class(dy, dx, n_directions), -1)
+    positives = Samples(by[pos], bx[pos], np.ones(pos.sum(), np.float32), direction)
+    if len(centres):
+        far = centres.tree.query(np.c_[by.ravel(), bx.ravel()])[0].reshape(eroded.shape) > negative_distance
+    else:
+        far = np.ones(eroded.shape, bool)
+    neg = far & ~expressed & (nucleus == 0) & (stain <= dark)
+    negatives = Samples(by[neg], bx[neg], np.zeros(neg.sum(), np.float32), np.full(neg.sum(), -1))
+    return positives, negatives
+
+
+def balance(n_positive: int, n_negative: int, *, max_per_class: int, rng: np.random.Generator):
+    """Rows of as many negatives as positives (at most ``max_per_class`` of each), drawn at random."""
+    n = min(n_positive, n_negative, max_per_class)
+    if n == 0:
+        hint = (
+            "no nucleus bin has transcripts: check the nuclei and the transcripts' alignment"
+            if n_positive == 0
+            else "no dark, empty bin lies farther than negative_distance_um from every nucleus: lower it"
+        )
+        kind = "positive" if n_positive == 0 else "negative"
+        raise ValueError(f"SSL-CST found no {kind} training samples: {hint}.")
+    return np.sort(rng.choice(n_positive, n, replace=False)), np.sort(rng.choice(n_negative, n, replace=False))
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Samples with their tokens (rows of ``table``) and the held-out validation mask."""
+
+    samples: Samples
+    tokens: Neighbourhoods
+    table: BinTable
+    validation: np.ndarray
+
+
+@dataclass(frozen=True)
+class SSLCSTParams:
+    """Optimiser settings of :func:`train_transformer`."""
+
+    max_steps: int = 600
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    eval_every: int = 100
+    patience: int = 4
+    max_validation: int = 4096
+    distance_dropout: float = 0.0
+
+
+def augment(position: np.ndarray, direction: np.ndarray, rng: np.random.Generator, n: int = 16):
+    """Rotate a batch's token positions by a random multiple of the class width (shifting the
+    direction classes by as many) and mirror them left-right at random; per centre bin.
+    """
+    b = len(direction)
+    turns = rng.integers(0, n, size=b)
+    flip = rng.random(b) < 0.5
+    angle = turns * 2 * np.pi / n
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    dy, dx = position[..., 0], position[..., 1]
+    ry, rx = s * dx + c * dy, c * dx - s * dy  # (dx, dy) rotated by +angle
+    rx = np.where(flip[:, None], -rx, rx)
+    turned = np.mod(direction + turns, n)
+    turned = np.where(flip, np.mod(n // 2 - 1 - turned, n), turned)
+    return np.stack([ry, rx], -1).astype(np.float32), np.where(direction >= 0, turned, -1)
+
+
+def _loss(
+    model: SSLCSTModel,
+    data: TrainingSet,
+    rows: np.ndarray,
+    rng: np.random.Generator | None = None,
+    distance_dropout: float = 0.0,
+) -> torch.Tensor:
+    """Foreground BCE plus direction cross-entropy on the positives. With ``rng``, the batch is
+    augmented and the distance features of a ``distance_dropout`` share of its samples are zeroed.
+    """
+    batch = data.tokens.batch(data.table, rows)
+    direction = data.samples.direction[rows]
+    if rng is not None:
+        batch.position, direction = augment(batch.position, direction, rng)
+        if distance_dropout:
+            dropped = rng.random(len(rows))[:, None] < distance_dropout
+            batch.distance = np.where(dropped, 0.0, batch.distance).astype(np.float32)
+    target_dir = torch.from_numpy(direction).to(model.device)
+    target_fg = torch.from_numpy(data.samples.foreground[rows]).to(model.device)
+    logits = model.network(**batch.tensors(model.device))
+    loss = F.binary_cross_entropy_with_logits(logits[:, -1], target_fg)
+    learn = target_dir >= 0
+    if learn.any():
+        loss = loss + F.cross_entropy(logits[learn, :-1], target_dir[learn])
+    return loss
+
+
+def train_transformer(
+    model: SSLCSTModel, data: TrainingSet, params: SSLCSTParams, *, seed: int, progress: bool
+) -> dict:
+    """Train with AdamW on random balanced batches; every ``eval_every`` steps, the loss on the
+    held-out region; stop after ``patience`` evaluations without improvement and keep the best
+    weights. Returns the log.
+    """
+    rng = np.random.default_rng(seed)
+    train_rows = np.flatnonzero(~data.validation)
+    val_rows = np.flatnonzero(data.validation)
+    if len(val_rows) > params.max_validation:
+        val_rows = np.sort(rng.choice(val_rows, params.max_validation, replace=False))
+    network = model.network
+    optimiser = torch.optim.AdamW(network.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    best, best_state, since_best, history = np.inf, None, 0, []
+    start = time.perf_counter()
+    step, tokens = 0, 0
+    bar = tqdm(range(params.max_steps), desc="SSL-CST training", disable=not progress, leave=False)
+    for step in bar:
+        network.train()
+        rows = rng.choice(train_rows, size=min(params.batch_size, len(train_rows)), replace=False)
+        loss = _loss(model, data, rows, rng, params.distance_dropout)
+        tokens += len(rows) * int(data.tokens.valid[rows].sum(axis=1).max())  # the batch's token columns
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if (step + 1) % params.eval_every == 0 or step + 1 == params.max_steps:
+            val = _validation_loss(model, data, val_rows)
+            history.append({"step": step + 1, "train_loss": loss.item(), "validation_loss": val})
+            bar.set_postfix(validation=f"{val:.3f}")
+            if val < best - 1e-4:
+                best, best_state, since_best = val, copy.deepcopy(network.state_dict()), 0
+            else:
+                since_best += 1
+                if since_best >= params.patience:
+                    break
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    network.eval()
+    seconds = time.perf_counter() - start
+    logger.info("SSL-CST: %d steps in %.1f s (best validation loss %.4f)", step + 1, seconds, best)
+    return {
+        "steps": step + 1,
+        "stopped_early": step + 1 < params.max_steps,
+        "best_validation_loss": best,
+        "history": history,
+        "n_train": len(train_rows),
+        "n_validation": int(data.validation.sum()),
+        "training_seconds": seconds,
+        "training_tokens_per_second": tokens / max(seconds, 1e-9),
+    }
+
+
+@torch.no_grad()
+def _validation_loss(model: SSLCSTModel, data: TrainingSet, rows: np.ndarray) -> float:
+    if len(rows) == 0:
+        return float("nan")
+    model.network.eval()
+    total = 0.0
+    for chunk in np.array_split(rows, -(-len(rows) // 1024)):
+        total += float(_loss(model, data, chunk)) * len(chunk)
+    return total / len(rows)

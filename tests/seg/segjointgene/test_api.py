@@ -1,0 +1,139 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import jointseg as jg
+from jointseg.models import SegJointGeneModel
+
+FAST = {"progress": False, "min_nucleus_counts": 3, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthetic slide where cells express only their type's genes and noise genes are spread
+    uniformly (so they say nothing about cells), segmented once with SegJointGene.
+    """
+    sdata = jg.datasets.synthetic(shape=(384, 384), n_cells=40, seed=0, specific_fraction=1.0,
+                                  background_transcripts=3000)  # fmt: skip
+    jg.pp.nuclei(sdata, image_key="morphology")
+    path = tmp_path_factory.mktemp("sjg") / "model.pt"
+    jg.seg.segjointgene(sdata, steps=150, max_iterations=2, max_expansion_um=3.0, save_model=path, **FAST)
+    return sdata, path
+
+
+def test_type_specific_genes_rank_first_and_noise_genes_last(trained):
+    sdata, _ = trained
+    var = sdata["table"].var.sort_values("jg_cid_rank")
+    specific = var.index.str.startswith("T")
+    precision_at_10 = specific[:10].mean()
+    assert precision_at_10 >= 0.8, list(var.index)
+    ranks = var["jg_cid_rank"]
+    assert ranks[~specific].median() > ranks[specific].median() + 3, list(var.index)
+
+
+def test_gene_score_outputs(trained):
+    sdata, _ = trained
+    table = sdata["table"]
+    params = table.uns["jointseg"]["cell_labels"]
+    types = params["cid_types"]
+    assert len(types) >= 2
+    assert table.varm["jg_cid_by_type"].shape == (table.n_vars, len(types))
+    overall = np.nanmean(table.varm["jg_cid_by_type"], axis=1)
+    np.testing.assert_allclose(table.var["jg_cid_score"], overall)
+    assert sorted(table.var["jg_cid_rank"]) == list(range(1, table.n_vars + 1))
+    assert "jg_entropy" in table.var and "jg_entropy_rank" in table.var
+    assert isinstance(table.obs["jg_type"].dtype, pd.CategoricalDtype)
+    assert list(table.obs["jg_type"].cat.categories) == types
+
+
+def test_convergence_is_logged_per_iteration(trained):
+    sdata, _ = trained
+    log = sdata["table"].uns["jointseg"]["cell_labels"]["training_log"]
+    assert 1 <= len(log["iterations"]) <= 2
+    for entry in log["iterations"]:
+        assert 0 <= entry["changed_fraction"] <= 1
+        assert entry["cid_pairs"] > 0 and entry["loss_last"] < entry["loss_first"]
+    assert np.isnan(log["iterations"][0]["top_genes_jaccard"])
+    if len(log["iterations"]) == 2:
+        assert 0 <= log["iterations"][1]["top_genes_jaccard"] <= 1
+    converged = log["iterations"][-1]["changed_fraction"] < 0.01 and log["iterations"][-1]["top_genes_jaccard"] >= 0.9
+    assert log["converged"] == converged
+
+
+def test_outputs_are_linked_and_cells_contain_their_nucleus(trained):
+    sdata, _ = trained
+    labels = sdata["cell_labels"].values
+    table = sdata["table"]
+    assert len(sdata["cell_boundaries"]) == table.n_obs == labels.max()
+    assert (table.obs["region"] == "cell_labels").all()
+    nuclei = sdata["nuclei"].values
+    for cell, nucleus in zip(table.obs["cell_id"], table.obs["nucleus_id"], strict=True):
+        assert (labels[nuclei == nucleus] == cell).all()
+    points = sdata["transcripts"].compute()
+    assert (points["jg_cell_id"] > 0).sum() == table.obs["n_transcripts"].sum() + int(
+        ((points["jg_cell_id"] > 0) & points["feature_name"].astype(str).str.startswith("NegControl")).sum()
+    )
+
+
+def test_beats_expansion_by_the_same_distance_on_ground_truth(trained):
+    sdata, _ = trained
+    truth = sdata["true_cells"].values
+    ours = jg.metrics.instance_scores(sdata["cell_labels"].values, truth)["mean_iou"]
+    baseline = sdata.subset(["morphology", "transcripts", "nuclei"])
+    jg.seg.expand_nuclei(baseline, max_distance_um=3.0, overwrite=True)  # replaces the points' cell_id in the copy
+    assert ours > jg.metrics.instance_scores(baseline["cell_labels"].values, truth)["mean_iou"]
+
+
+def test_saved_model_reproduces_and_tiles_seamlessly(trained):
+    sdata, path = trained
+    model = SegJointGeneModel.load(path)
+    assert model.types == sdata["table"].uns["jointseg"]["cell_labels"]["cid_types"]
+    reference = sdata["cell_labels"].values
+    jg.seg.segjointgene(sdata, model=path, key_added="again", shapes_key="again_shapes", table_key="again_table",
+                        overwrite=True, block_size=4096, max_expansion_um=3.0, **FAST)  # fmt: skip
+    np.testing.assert_array_equal(sdata["again"].values, reference)
+    keys = {"key_added": "tiled", "shapes_key": "tiled_shapes", "table_key": "tiled_table"}
+    jg.seg.segjointgene(sdata, model=model, **keys, overwrite=True, block_size=160, max_cell_diameter_um=15,
+                        max_expansion_um=3.0, **FAST)  # fmt: skip
+    tiled = sdata["tiled"].values
+    assert (
+        jg.metrics.instance_scores(tiled, reference)["mean_iou"] >= 0.99
+        and jg.metrics.instance_scores(reference, tiled)["mean_iou"] >= 0.99
+    )
+
+
+def test_no_gene_passes_the_filter():
+    sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=6, seed=1)
+    jg.pp.nuclei(sdata, image_key="morphology")
+    with pytest.raises(ValueError, match="No gene has >= 100000 transcripts"):
+        jg.seg.segjointgene(sdata, min_gene_counts=100_000, **FAST)
+
+
+def test_single_cell_type_is_refused():
+    sdata = jg.datasets.synthetic(shape=(192, 192), n_cells=12, seed=2, n_cell_types=1)
+    jg.pp.nuclei(sdata, image_key="morphology")
+    with pytest.raises(ValueError, match="single cell type"):
+        jg.seg.segjointgene(sdata, resolution=0.01, steps=2, **FAST)
+    assert "cell_labels" not in sdata.labels
+
+
+def test_needs_nuclei_and_valid_options():
+    sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=6, seed=1)
+    with pytest.raises(KeyError, match=r"jg\.pp\.nuclei"):
+        jg.seg.segjointgene(sdata, **FAST)
+    jg.pp.nuclei(sdata, image_key="morphology")
+    with pytest.raises(ValueError, match="cid_top"):
+        jg.seg.segjointgene(sdata, cid_top=0, **FAST)
+    with pytest.raises(ValueError, match="steps"):
+        jg.seg.segjointgene(sdata, steps=0, **FAST)
+
+
+def test_same_seed_same_training():
+    runs = []
+    for _ in range(2):
+        sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=20, seed=6)
+        jg.pp.nuclei(sdata, image_key="morphology")
+        jg.seg.segjointgene(sdata, steps=20, max_iterations=1, cid_steps=5, **FAST)
+        runs.append((sdata["cell_labels"].values.copy(), sdata["table"].varm["jg_cid_by_type"].copy()))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
