@@ -19,10 +19,10 @@ from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 from spatialdata import SpatialData
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from jointseg._core.constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.fields import sliding_window_average
+from jointseg._core.training import fit
 from jointseg._core.utils import image_2d, labels_2d, resolve_key, sampled_percentiles, select_device
 from jointseg.models import ResidualUNet, UNetConfig
 from jointseg.models._files import load_model_file, save_model_file
@@ -218,11 +218,8 @@ def train_image_classifier(
     rng = np.random.default_rng(seed)
     network = ResidualUNet(UNetConfig(in_channels=1, widths=widths, out_channels=3 + len(classes))).to(device)
     crop = min(crop, y1 - y0, x1 - x0) // network.multiple * network.multiple
-    opt = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    losses = []
-    network.train()
-    for _ in tqdm(range(steps), desc="image classifier", disable=not progress, leave=False):
+
+    def step_loss() -> torch.Tensor:
         xs, ts = [], []
         for _ in range(batch_size):
             y, x = int(rng.integers(y1 - y0 - crop + 1)), int(rng.integers(x1 - x0 - crop + 1))
@@ -233,14 +230,10 @@ def train_image_classifier(
                 ti[1], ti[2] = ti[2].clone(), -ti[1]
             xs.append(xi)
             ts.append(ti)
-        out = network(torch.stack(xs).to(device))
-        loss = _loss(out, torch.stack(ts).to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    network.eval()
+        return _loss(network(torch.stack(xs).to(device)), torch.stack(ts).to(device))
+
+    losses = fit(network, step_loss, steps=steps, lr=lr, weight_decay=1e-5, device=device, desc="image classifier",
+                 progress=progress).losses  # fmt: skip
     log = {"losses": losses, "region": [y0, y1, x0, x1], "steps": steps, "crop": crop, "seed": seed}
     return ImageClassifierModel(network, classes, lo, hi, log, device)
 

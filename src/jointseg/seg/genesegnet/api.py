@@ -20,9 +20,10 @@ from spatialdata import SpatialData, deepcopy
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.density import location_map, transcript_density
 from jointseg._core.expansion import expand_block
-from jointseg._core.fields import covering_windows, locked, predict_fields_on_region, window_origins
+from jointseg._core.fields import covering_windows, locked, predict_fields_on_region
 from jointseg._core.outputs import check_outputs_free, write_segmentation
 from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise
+from jointseg._core.training import tiles_with_nuclei
 from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
 from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, sampled_percentiles, select_device
 from jointseg.models import GeneSegNetModel, UNetConfig
@@ -66,25 +67,6 @@ def _instance_params(px: float, min_cell_area_um2: float) -> dict:
         "vote_sigma": 0.5 / px,
         "max_vote_distance": 3.0 / px,
     }
-
-
-def _training_tiles(shape: tuple[int, int], nuclei, tile: int, max_tiles: int, rng: np.random.Generator):
-    """Up to ``max_tiles`` tile windows with nuclei, drawn at random over the slide (all of them on
-    a small slide).
-    """
-    tiles = [
-        (int(y), int(min(y + tile, shape[0])), int(x), int(min(x + tile, shape[1])))
-        for y in window_origins(shape[0], tile, tile)
-        for x in window_origins(shape[1], tile, tile)
-    ]
-    counts = dask.compute(*[(nuclei[y0:y1, x0:x1] > 0).sum() for y0, y1, x0, x1 in tiles])
-    with_nuclei = [t for t, c in zip(tiles, counts, strict=True) if c > 0]
-    if not with_nuclei:
-        raise ValueError("No nuclei in the image: GeneSegNet's training needs the nuclei prior.")
-    if len(with_nuclei) > max_tiles:
-        pick = np.sort(rng.choice(len(with_nuclei), size=max_tiles, replace=False))
-        with_nuclei = [with_nuclei[i] for i in pick]
-    return with_nuclei
 
 
 def train_genesegnet(
@@ -232,7 +214,7 @@ def _train(
     px = pixel_size_um(sdata, image_key, coordinate_system)
     inputs_reader = _slide_inputs(stain, index, sigma_um / px)
     rng = np.random.default_rng(seed)
-    tiles = _training_tiles(shape, nuclei, tile_size, max_tiles, rng)
+    tiles = tiles_with_nuclei(nuclei, tile_size, max_tiles=max_tiles, rng=rng, method="GeneSegNet")
     distance = prior_expansion_um / px
     halo = int(np.ceil(distance)) + 2
     inputs, labels, seeds, foreground = [], [], [], []

@@ -22,9 +22,9 @@ import torch
 from skimage.measure import regionprops
 from skimage.segmentation import morphological_chan_vese
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from jointseg._core.fields import sliding_window_average
+from jointseg._core.training import fit
 from jointseg.metrics._instances import match_instances
 from jointseg.models import GeneSegNetModel, ResidualUNet
 from jointseg.seg.genesegnet.postprocess import centre_offsets, instances_from_offsets
@@ -135,23 +135,15 @@ def train_round(
     anchors = anchors or [None] * len(labels)
     targets = [TileTargets.from_labels(lab, anc) for lab, anc in zip(labels, anchors, strict=True)]
     net = model.network
-    net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=params.lr, total_steps=params.steps, pct_start=0.1)
-    use_amp = model.device.startswith("cuda")
-    losses = []
-    for _ in tqdm(range(params.steps), desc=desc, disable=not progress, leave=False):
+
+    def step_loss() -> torch.Tensor:
         x, fg, off, w = (t.to(model.device) for t in augmented_batch(inputs, targets, rng, params))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            out = net(x.contiguous(memory_format=torch.channels_last))
-        loss = loss_fn(out.float(), fg, off, w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    net.eval()
-    return losses
+        out = net(x.contiguous(memory_format=torch.channels_last))
+        return loss_fn(out.float(), fg, off, w)
+
+    log = fit(net, step_loss, steps=params.steps, lr=params.lr, weight_decay=params.weight_decay,
+              device=model.device, desc=desc, progress=progress)  # fmt: skip
+    return log.losses
 
 
 def smooth_cells(labels: np.ndarray, probability: np.ndarray, *, iterations: int, margin: int = 4) -> np.ndarray:

@@ -16,10 +16,11 @@ from spatialdata import SpatialData, deepcopy
 
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.expansion import expand_block
-from jointseg._core.fields import locked, predict_fields_on_region, window_origins
+from jointseg._core.fields import locked, predict_fields_on_region
 from jointseg._core.genes import gene_lookup, sample_bins, select_genes
 from jointseg._core.outputs import check_outputs_free, write_segmentation
 from jointseg._core.tiling import Block, BlockGrid, array_from_blocks
+from jointseg._core.training import tiles_with_nuclei
 from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
 from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, select_device
 from jointseg.models import SegJointGeneModel, SemanticConfig, bin_transcripts
@@ -47,29 +48,18 @@ def _training_tiles(
     labels: the nuclei grown by ``prior_px`` into the transcript foreground, as in ``expand_nuclei``.
     """
     h, w = index.shape
-    grid = (-(-h // bin_size), -(-w // bin_size))
-    windows = [
-        (int(y), int(y) + tile, int(x), int(x) + tile)
-        for y in window_origins(grid[0], tile, tile)
-        for x in window_origins(grid[1], tile, tile)
-    ]
-    cores = [sample_bins(nuclei, win, bin_size) for win in windows]
-    keep = [i for i, c in enumerate(cores) if c.any()]
-    if not keep:
-        raise ValueError("No nuclei in the image: SegJointGene grows cells from the nuclei.")
-    if len(keep) > max_tiles:
-        keep = sorted(rng.choice(keep, size=max_tiles, replace=False).tolist())
     halo = int(np.ceil(prior_px)) + 2
     tiles = []
-    for i in keep:
-        y0, y1, x0, x1 = windows[i]
+    for y0, _, x0, _ in tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size,
+                                          method="SegJointGene"):  # fmt: skip
+        y1, x1 = y0 + tile, x0 + tile  # every tile is tile x tile bins, empty beyond the slide
         full = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
         ext = (max(full[0] - halo, 0), min(full[1] + halo, h), max(full[2] - halo, 0), min(full[3] + halo, w))
         nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
         prior = expand_block(nuc, index, ext, full, prior_px, density_sigma_px, min_count)
         labels = sample_bins(prior, (0, tile, 0, tile), bin_size)
-        counts = bin_transcripts(index, windows[i], bin_size=bin_size, gene_lut=lut)
-        tiles.append(TrainingTile(counts, cores[i], labels))
+        counts = bin_transcripts(index, (y0, y1, x0, x1), bin_size=bin_size, gene_lut=lut)
+        tiles.append(TrainingTile(counts, sample_bins(nuclei, (y0, y1, x0, x1), bin_size), labels))
     return tiles
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
+from jointseg._core.training import fit
 from jointseg.models import BinnedCounts, SegJointGeneModel
 from jointseg.seg.segjointgene.cid import CIDParams, cid_tile
 from jointseg.seg.segjointgene.postprocess import grow_by_type
@@ -118,24 +118,18 @@ def train_semantic(
     the loss is :func:`semantic_loss` plus a group-lasso penalty on each gene's input weights.
     """
     net = model.network
-    net.train()
     weight = class_weights(targets, len(model.types) + 1).to(model.device)
-    opt = torch.optim.AdamW(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=params.lr, total_steps=params.steps, pct_start=0.1)
-    losses = []
-    for _ in tqdm(range(params.steps), desc=desc, disable=not progress, leave=False):
+
+    def step_loss() -> torch.Tensor:
         counts, target = _batch(tiles, targets, rng, params)
         # Group lasso on the gene layer: a gene whose channel does not help keeps (nearly) zero
         # weight, so CID, which measures sensitivity, cannot mistake random weights for information.
         loss = semantic_loss(net(counts), target.to(model.device), weight)
-        loss = loss + params.gene_penalty * net.encoder.weight.norm(dim=1).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    net.eval()
-    return losses
+        return loss + params.gene_penalty * net.encoder.weight.norm(dim=1).sum()
+
+    log = fit(net, step_loss, steps=params.steps, lr=params.lr, weight_decay=params.weight_decay,
+              device=model.device, desc=desc, progress=progress)  # fmt: skip
+    return log.losses
 
 
 def cid_weights(cid: np.ndarray) -> np.ndarray:

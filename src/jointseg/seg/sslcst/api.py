@@ -18,10 +18,11 @@ from scipy.spatial import cKDTree
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
-from jointseg._core.fields import locked, window_origins
+from jointseg._core.fields import locked
 from jointseg._core.genes import gene_lookup, sample_bins, select_genes
 from jointseg._core.outputs import check_outputs_free, write_segmentation
 from jointseg._core.tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise
+from jointseg._core.training import tiles_with_nuclei
 from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
 from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, sampled_percentiles, select_device
 from jointseg.models import SSLCSTModel, TransformerConfig
@@ -91,22 +92,10 @@ def _training_set(
     and a validation mask holding out the rightmost ``validation_fraction`` of them.
     """
     h, w = index.shape
-    grid = (-(-h // bin_size), -(-w // bin_size))
-    windows = [
-        (int(y), min(int(y) + tile, grid[0]), int(x), min(int(x) + tile, grid[1]))
-        for y in window_origins(grid[0], tile, tile)
-        for x in window_origins(grid[1], tile, tile)
-    ]
-    has_nuclei = dask.compute(*[(sample_bins(nuclei, win, bin_size) > 0).any() for win in windows])
-    keep = [i for i, ok in enumerate(has_nuclei) if ok]
-    if not keep:
-        raise ValueError("No nuclei in the image: SSL-CST learns from the nuclei.")
-    if len(keep) > max_tiles:
-        keep = sorted(rng.choice(keep, size=max_tiles, replace=False).tolist())
+    keep = tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size, method="SSL-CST")
     margin = int(np.ceil(settings["radius_bins"]))
     positives, negatives, tokens_pos, tokens_neg, tables, shift = [], [], [], [], [], 0
-    for i in keep:
-        y0, y1, x0, x1 = windows[i]
+    for y0, y1, x0, x1 in keep:
         pix = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
         nuc = np.asarray(nuclei[pix[0] : pix[1], pix[2] : pix[3]])
         shape = (y1 - y0, x1 - x0)

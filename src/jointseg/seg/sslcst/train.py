@@ -5,7 +5,6 @@ early stopping on a held-out spatial region.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
+from jointseg._core.training import fit
 from jointseg.models import SSLCSTModel
 from jointseg.seg.sslcst.postprocess import direction_class
 from jointseg.seg.sslcst.tokens import BinTable, Neighbourhoods, NucleusCentres
@@ -184,40 +183,28 @@ def train_transformer(
     val_rows = np.flatnonzero(data.validation)
     if len(val_rows) > params.max_validation:
         val_rows = np.sort(rng.choice(val_rows, params.max_validation, replace=False))
-    network = model.network
-    optimiser = torch.optim.AdamW(network.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    best, best_state, since_best, history = np.inf, None, 0, []
     start = time.perf_counter()
-    step, tokens = 0, 0
-    bar = tqdm(range(params.max_steps), desc="SSL-CST training", disable=not progress, leave=False)
-    for step in bar:
-        network.train()
+    tokens = 0
+
+    def step_loss() -> torch.Tensor:
+        nonlocal tokens
         rows = rng.choice(train_rows, size=min(params.batch_size, len(train_rows)), replace=False)
-        loss = _loss(model, data, rows, rng, params.distance_dropout)
         tokens += len(rows) * int(data.tokens.valid[rows].sum(axis=1).max())  # the batch's token columns
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if (step + 1) % params.eval_every == 0 or step + 1 == params.max_steps:
-            val = _validation_loss(model, data, val_rows)
-            history.append({"step": step + 1, "train_loss": loss.item(), "validation_loss": val})
-            bar.set_postfix(validation=f"{val:.3f}")
-            if val < best - 1e-4:
-                best, best_state, since_best = val, copy.deepcopy(network.state_dict()), 0
-            else:
-                since_best += 1
-                if since_best >= params.patience:
-                    break
-    if best_state is not None:
-        network.load_state_dict(best_state)
-    network.eval()
+        return _loss(model, data, rows, rng, params.distance_dropout)
+
+    log = fit(
+        model.network, step_loss, steps=params.max_steps, lr=params.lr, weight_decay=params.weight_decay,
+        one_cycle=False, device=model.device, validation_loss=lambda: _validation_loss(model, data, val_rows),
+        eval_every=params.eval_every, patience=params.patience, desc="SSL-CST training", progress=progress,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
-    logger.info("SSL-CST: %d steps in %.1f s (best validation loss %.4f)", step + 1, seconds, best)
+    logger.info("SSL-CST: %d steps in %.1f s (best validation loss %.4f)", log.steps, seconds,
+                log.best_validation_loss)  # fmt: skip
     return {
-        "steps": step + 1,
-        "stopped_early": step + 1 < params.max_steps,
-        "best_validation_loss": best,
-        "history": history,
+        "steps": log.steps,
+        "stopped_early": log.steps < params.max_steps,
+        "best_validation_loss": log.best_validation_loss,
+        "history": log.history,
         "n_train": len(train_rows),
         "n_validation": int(data.validation.sum()),
         "training_seconds": seconds,
