@@ -4,20 +4,16 @@ the trained-model container.
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from jointseg.models._files import load_model_file, save_model_file
+from jointseg._core.trained_model import TrainedModel
 from jointseg.models._gene_encoder import BinnedCounts, GeneEncoder
 from jointseg.models._unet import ResidualUNet, UNetConfig
-
-FORMAT = "jointseg.segjointgene"
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,7 @@ class SemanticUNet(nn.Module):
 
 
 @dataclass
-class SegJointGeneModel:
+class SegJointGeneModel(TrainedModel):
     """A trained SegJointGene: the semantic network, its genes and cell types, and the CID scores.
 
     Parameters
@@ -119,8 +115,15 @@ class SegJointGeneModel:
         Per type, the CID support a bin needs to be grown into (see :func:`jointseg.seg.segjointgene`).
     training_log
         Per-iteration log of the joint refinement.
+    device
+        Where the network runs.
 
     """
+
+    FORMAT: ClassVar[str] = "jointseg.segjointgene"
+    KIND: ClassVar[str] = "SegJointGene"
+    NETWORK: ClassVar[type] = SemanticUNet
+    CONFIG: ClassVar[type] = SemanticConfig
 
     network: SemanticUNet
     genes: list[str]
@@ -129,8 +132,6 @@ class SegJointGeneModel:
     pixel_size_um: float
     cid: np.ndarray
     support_threshold: np.ndarray
-    training_log: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
 
     @classmethod
     def new(
@@ -151,52 +152,7 @@ class SegJointGeneModel:
             device=device,
         )
 
-    def to(self, device: str) -> SegJointGeneModel:
-        """Move the network to ``device`` (in place); returns self."""
-        self.network.to(device)
-        self.device = device
-        return self
-
     @torch.inference_mode()
     def predict(self, batch: list[BinnedCounts]) -> np.ndarray:
         """Class probabilities ``(N, 1 + n_types, h, w)`` (background first) of equally sized windows."""
-        self.network.eval()
-        use_amp = self.device.startswith("cuda")
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            logits = self.network(batch).float()
-        return torch.softmax(logits, dim=1).cpu().numpy()
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write weights, genes, types, CID scores and training log to ``path``."""
-        save_model_file(
-            path,
-            fmt=FORMAT,
-            version=FORMAT_VERSION,
-            network=self.network,
-            config=self.network.config.to_dict(),
-            genes=self.genes,
-            types=self.types,
-            bin_size=self.bin_size,
-            pixel_size_um=self.pixel_size_um,
-            cid=torch.from_numpy(np.asarray(self.cid, np.float64)),
-            support_threshold=torch.from_numpy(np.asarray(self.support_threshold, np.float64)),
-            training_log=self.training_log,
-        )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> SegJointGeneModel:
-        """Read a model written by :meth:`save` (``weights_only`` loading)."""
-        blob = load_model_file(path, fmt=FORMAT, version=FORMAT_VERSION, kind="SegJointGene")
-        model = cls.new(
-            SemanticConfig.from_dict(blob["config"]),
-            genes=blob["genes"],
-            types=blob["types"],
-            bin_size=blob["bin_size"],
-            pixel_size_um=blob["pixel_size_um"],
-        )
-        model.network.load_state_dict(blob["state_dict"])
-        model.cid = blob["cid"].numpy()
-        model.support_threshold = blob["support_threshold"].numpy()
-        model.training_log = blob["training_log"]
-        model.network.eval()
-        return model.to(device)
+        return torch.softmax(self.forward(batch), dim=1).cpu().numpy()

@@ -12,19 +12,15 @@ per detected gene, so a 5,000-gene panel costs no more per token than a 300-gene
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from jointseg.models._files import load_model_file, save_model_file
-
-FORMAT = "jointseg-sslcst"
-FORMAT_VERSION = 1
+from jointseg._core.trained_model import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -186,7 +182,7 @@ class PointTransformer(nn.Module):
 
 
 @dataclass
-class SSLCSTModel:
+class SSLCSTModel(TrainedModel):
     """A trained SSL-CST network and the binning and token settings it was trained with.
 
     Parameters
@@ -205,8 +201,15 @@ class SSLCSTModel:
         Signed nucleus distances are divided by this.
     training_log
         Steps, losses and the early-stopping record.
+    device
+        Where the network runs.
 
     """
+
+    FORMAT: ClassVar[str] = "jointseg-sslcst"
+    KIND: ClassVar[str] = "SSL-CST"
+    NETWORK: ClassVar[type] = PointTransformer
+    CONFIG: ClassVar[type] = TransformerConfig
 
     network: PointTransformer
     genes: list[str]
@@ -215,8 +218,6 @@ class SSLCSTModel:
     n_neighbours: int
     radius_bins: float
     distance_scale_um: float
-    training_log: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
 
     @classmethod
     def new(cls, config: TransformerConfig, *, genes: list[str], device: str = "cpu", **settings) -> SSLCSTModel:
@@ -225,38 +226,8 @@ class SSLCSTModel:
             raise ValueError(f"config.n_genes ({config.n_genes}) must match the {len(genes)} gene names.")
         return cls(network=PointTransformer(config).to(device), genes=list(genes), device=device, **settings)
 
-    def to(self, device: str) -> SSLCSTModel:
-        """Move the network to ``device`` (in place); returns self."""
-        self.network.to(device)
-        self.device = device
-        return self
-
     @torch.inference_mode()
     def predict(self, batch: TokenBatch) -> tuple[np.ndarray, np.ndarray]:
         """Foreground probability ``(B,)`` and direction probabilities ``(B, n_directions)``."""
-        self.network.eval()
-        use_amp = self.device.startswith("cuda")
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            logits = self.network(**batch.tensors(self.device)).float()
+        logits = self.forward(**batch.tensors(self.device))
         return torch.sigmoid(logits[:, -1]).cpu().numpy(), torch.softmax(logits[:, :-1], dim=1).cpu().numpy()
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write weights, genes, settings and training log to ``path``."""
-        save_model_file(
-            path, fmt=FORMAT, version=FORMAT_VERSION, network=self.network,
-            config=self.network.config.to_dict(), genes=self.genes, bin_size=self.bin_size,
-            pixel_size_um=self.pixel_size_um, n_neighbours=self.n_neighbours, radius_bins=self.radius_bins,
-            distance_scale_um=self.distance_scale_um, training_log=self.training_log,
-        )  # fmt: skip
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> SSLCSTModel:
-        """Read a model written by :meth:`save` (``weights_only`` loading)."""
-        blob = load_model_file(path, fmt=FORMAT, version=FORMAT_VERSION, kind="SSL-CST")
-        settings = ("bin_size", "pixel_size_um", "n_neighbours", "radius_bins", "distance_scale_um", "training_log")
-        model = cls.new(
-            TransformerConfig.from_dict(blob["config"]), genes=blob["genes"], **{k: blob[k] for k in settings}
-        )
-        model.network.load_state_dict(blob["state_dict"])
-        model.network.eval()
-        return model.to(device)

@@ -8,9 +8,8 @@ ignored); it then finds and classifies nuclei from the stain alone.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,18 +21,16 @@ from torch.nn import functional as F
 
 from jointseg._core.constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.fields import sliding_window_average
+from jointseg._core.trained_model import TrainedModel
 from jointseg._core.training import fit
 from jointseg._core.utils import image_2d, labels_2d, resolve_key, sampled_percentiles, select_device
 from jointseg.models import ResidualUNet, UNetConfig
-from jointseg.models._files import load_model_file, save_model_file
 
-FORMAT = "jointseg.imageclassifier"
-FORMAT_VERSION = 1
 IGNORE = -1
 
 
 @dataclass
-class ImageClassifierModel:
+class ImageClassifierModel(TrainedModel):
     """A trained image-only nuclei classifier.
 
     Parameters
@@ -47,36 +44,26 @@ class ImageClassifierModel:
         Stain intensities mapped to 0 and 1.
     training_log
         Loss per step and the training settings.
+    device
+        Where the network runs.
 
     """
+
+    FORMAT: ClassVar[str] = "jointseg.imageclassifier"
+    KIND: ClassVar[str] = "image classifier"
+    NETWORK: ClassVar[type] = ResidualUNet
+    CONFIG: ClassVar[type] = UNetConfig
 
     network: ResidualUNet
     classes: list[str]
     lo: float
     hi: float
-    training_log: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """``(N, 3 + n_classes, h, w)``: nucleus probability, h and v maps, class probabilities."""
-        self.network.eval()
-        out = self.network(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)).float()
+        out = self.forward(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
         return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:3], torch.softmax(out[:, 3:], 1)], 1).cpu().numpy()
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to ``path``."""
-        save_model_file(path, fmt=FORMAT, version=FORMAT_VERSION, network=self.network,
-                        config=self.network.config.to_dict(), classes=self.classes, lo=self.lo, hi=self.hi,
-                        training_log=self.training_log)  # fmt: skip
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> ImageClassifierModel:
-        """Read a model written by :meth:`save`."""
-        blob = load_model_file(path, fmt=FORMAT, version=FORMAT_VERSION, kind="image classifier")
-        network = ResidualUNet(UNetConfig.from_dict(blob["config"]))
-        network.load_state_dict(blob["state_dict"])
-        return cls(network.to(device).eval(), blob["classes"], blob["lo"], blob["hi"], blob["training_log"], device)
 
 
 def _scaled_stain(stain, region: tuple[int, int, int, int], lo: float, hi: float) -> np.ndarray:
@@ -235,7 +222,7 @@ def train_image_classifier(
     losses = fit(network, step_loss, steps=steps, lr=lr, weight_decay=1e-5, device=device, desc="image classifier",
                  progress=progress).losses  # fmt: skip
     log = {"losses": losses, "region": [y0, y1, x0, x1], "steps": steps, "crop": crop, "seed": seed}
-    return ImageClassifierModel(network, classes, lo, hi, log, device)
+    return ImageClassifierModel(network=network, classes=classes, lo=lo, hi=hi, training_log=log, device=device)
 
 
 def predict_image_classes(
