@@ -19,7 +19,7 @@ import jointseg as jg
 from jointseg._core.tiling import BlockGrid, segment_blockwise
 from jointseg._core.transcripts import build_transcript_index
 from jointseg._core.utils import image_2d, labels_2d, pixel_size_um
-from jointseg.seg.genesegnet.api import _fields_task, _instance_params, _instances_block, _slide_inputs
+from jointseg.seg.genesegnet.infer import _fields_task, _instances_block, instance_params, slide_inputs
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--size", type=int, default=4096)
@@ -39,8 +39,8 @@ mpx = n * n / 1e6
 stain = image_2d(slide, "morphology").data
 px = pixel_size_um(slide, "morphology")
 index = build_transcript_index(slide, "transcripts", "morphology", shape=(n, n), block_size=2048)
-inputs = _slide_inputs(stain, index, model.sigma_um / px)
-kw = _instance_params(px, 20.0)
+inputs = slide_inputs(stain, index, model.sigma_um / px)
+kw = instance_params(px, 20.0)
 halo = int(np.ceil(30.0 / px))
 rows = []
 

@@ -20,8 +20,7 @@ import jointseg as jg
 from jointseg._core.genes import gene_lookup
 from jointseg._core.transcripts import build_transcript_index
 from jointseg.models import SSLCSTModel
-from jointseg.seg.sslcst.api import _geometry, _settings, _tokens_of
-from jointseg.seg.sslcst.tokens import BinTable, nucleus_centres
+from jointseg.seg.sslcst.tokens import BinTable, nucleus_centres, token_geometry, token_settings, tokens_of
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--device", default=None)
@@ -66,7 +65,7 @@ centres = nucleus_centres(sdata["nuclei"].data, model.bin_size)
 table = BinTable.read(index, (200, 712, 200, 712), bin_size=model.bin_size, gene_lut=lut)
 rng = np.random.default_rng(0)
 yy, xx = rng.integers(220, 692, size=(2, 4096 * 4))
-tokens = _tokens_of(table, _geometry(table, centres, _settings(model)), centres, yy, xx, _settings(model))
+tokens = tokens_of(table, token_geometry(table, centres, token_settings(model)), centres, yy, xx, token_settings(model))
 batches = [tokens.batch(table, np.arange(i, i + 4096)) for i in range(0, len(yy), 4096)]
 model.predict(batches[0])  # warm-up
 if model.device.startswith("cuda"):

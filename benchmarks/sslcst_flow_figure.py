@@ -21,7 +21,7 @@ import jointseg as jg
 from jointseg._core.genes import gene_lookup
 from jointseg._core.transcripts import build_transcript_index
 from jointseg.models import SSLCSTModel
-from jointseg.seg.sslcst.api import _fields_block
+from jointseg.seg.sslcst.infer import _fields_block
 from jointseg.seg.sslcst.tokens import nucleus_centres
 
 parser = argparse.ArgumentParser()

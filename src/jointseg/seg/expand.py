@@ -14,10 +14,8 @@ from jointseg._core.constants import (
     TABLE_KEY,
 )
 from jointseg._core.expansion import expand_block
-from jointseg._core.outputs import check_outputs_free, write_segmentation
+from jointseg._core.method_run import start_run
 from jointseg._core.tiling import BlockGrid, array_from_blocks
-from jointseg._core.transcripts import build_transcript_index
-from jointseg._core.utils import labels_2d, pixel_size_um, resolve_key
 
 
 def expand_nuclei(
@@ -84,20 +82,13 @@ def expand_nuclei(
     """
     if copy:
         sdata = deepcopy(sdata)
-    image_key = resolve_key(sdata, "images", image_key)
-    points_key = resolve_key(sdata, "points", points_key)
-    if nuclei_key not in sdata.labels:
-        raise KeyError(
-            f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first "
-            f"(available labels: {list(sdata.labels)})."
-        )
-    check_outputs_free(sdata, [key_added, shapes_key, table_key], points_key, overwrite=overwrite)
-    nuclei = labels_2d(sdata, nuclei_key).data
+    run = start_run(
+        sdata, method="expand_nuclei", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        outputs=[key_added, shapes_key, table_key], overwrite=overwrite, index_block_size=block_size,
+        grid_key=nuclei_key, coordinate_system=coordinate_system,
+    )  # fmt: skip
+    nuclei, px, index = run.nuclei(), run.pixel_size_um, run.index
     shape = tuple(int(s) for s in nuclei.shape)
-    px = pixel_size_um(sdata, image_key, coordinate_system)
-    index = build_transcript_index(
-        sdata, points_key, image_key, shape=shape, block_size=block_size, coordinate_system=coordinate_system
-    )
     distance = max_distance_um / px
     grid = BlockGrid(shape=shape, block_size=block_size, halo=int(np.ceil(distance)) + 2)
     min_count = min_density_per_um2 * px**2
@@ -114,19 +105,6 @@ def expand_nuclei(
         "min_density_per_um2": min_density_per_um2,
         "density_sigma_um": density_sigma_um,
     }
-    write_segmentation(
-        sdata,
-        labels,
-        index,
-        image_key=image_key,
-        points_key=points_key,
-        nuclei_key=nuclei_key,
-        labels_key=key_added,
-        shapes_key=shapes_key,
-        table_key=table_key,
-        method="expand_nuclei",
-        params=params,
-        coordinate_system=coordinate_system,
-        overwrite=overwrite,
-    )
+    run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+               overwrite=overwrite)  # fmt: skip
     return sdata if copy else None

@@ -8,65 +8,18 @@ import inspect
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Literal
 
-import dask
-import dask.array as da
 import numpy as np
-import torch
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
-from jointseg._core.density import location_map, transcript_density
-from jointseg._core.expansion import expand_block
-from jointseg._core.fields import covering_windows, locked, predict_fields_on_region
-from jointseg._core.outputs import check_outputs_free, write_segmentation
-from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise
-from jointseg._core.training import tiles_with_nuclei
-from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
-from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, sampled_percentiles, select_device
+from jointseg._core.method_run import start_run
 from jointseg.models import GeneSegNetModel, UNetConfig
-from jointseg.seg.genesegnet.postprocess import instances_from_offsets
-from jointseg.seg.genesegnet.train import TrainingParams, self_train
+from jointseg.seg.genesegnet.infer import instance_params, predict_cells, slide_inputs
+from jointseg.seg.genesegnet.train import train_on_slide
 
 logger = logging.getLogger("jointseg")
-
-
-@dataclass(frozen=True)
-class SlideInputs:
-    """Reads GeneSegNet's two input channels on any window of a slide: the stain scaled so its
-    global 1st/99th percentiles go to 0/1 (clipped), and the RNA location map, which is already in
-    [0, 1] and is used as it is.
-    """
-
-    index: TranscriptIndex
-    lo: float
-    hi: float
-    sigma_px: float
-
-    def read(self, stain: np.ndarray, origin: tuple[int, int], region: tuple[int, int, int, int]) -> np.ndarray:
-        """Inputs ``(2, h, w)`` on ``region``, from ``stain`` whose pixel (0, 0) is ``origin``."""
-        y0, y1, x0, x1 = region
-        oy, ox = origin
-        crop = np.asarray(stain[y0 - oy : y1 - oy, x0 - ox : x1 - ox], dtype=np.float32)
-        scaled = np.clip((crop - self.lo) / (self.hi - self.lo), 0, 1)
-        return np.stack([scaled, location_map(self.index, region, sigma=self.sigma_px)])
-
-
-def _slide_inputs(stain, index: TranscriptIndex, sigma_px: float) -> SlideInputs:
-    lo, hi = sampled_percentiles(stain, [1, 99])
-    return SlideInputs(index, float(lo), float(max(hi, lo + 1e-6)), sigma_px)
-
-
-def _instance_params(px: float, min_cell_area_um2: float) -> dict:
-    """Instance-building settings in pixels for a pixel size ``px`` (microns)."""
-    return {
-        "min_area": int(round(min_cell_area_um2 / px**2)),
-        "min_distance": max(int(round(2.5 / px)), 1),
-        "vote_sigma": 0.5 / px,
-        "max_vote_distance": 3.0 / px,
-    }
 
 
 def train_genesegnet(
@@ -139,174 +92,24 @@ def train_genesegnet(
     1
 
     """
-    image_key = resolve_key(sdata, "images", image_key)
-    points_key = resolve_key(sdata, "points", points_key)
-    _check_training_inputs(sdata, nuclei_key, image_key, steps=steps, max_rounds=max_rounds, batch_size=batch_size)
-    index = _transcript_index(sdata, points_key, image_key, channel, coordinate_system)
-    return _train(
-        sdata, index, image_key=image_key, nuclei_key=nuclei_key, channel=channel,
-        prior_expansion_um=prior_expansion_um, min_density_per_um2=min_density_per_um2, sigma_um=sigma_um,
-        config=config, steps=steps, max_rounds=max_rounds, stop_iou=stop_iou, batch_size=batch_size,
-        crop_size=crop_size, lr=lr, tile_size=tile_size, max_tiles=max_tiles, min_cell_area_um2=min_cell_area_um2,
-        centres=centres, device=device, seed=seed, coordinate_system=coordinate_system, progress=progress,
+    run = start_run(
+        sdata, method="GeneSegNet", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, outputs=None,
+        at_least_one={"steps": steps, "max_rounds": max_rounds, "batch_size": batch_size}, device=device,
+        channel=channel, coordinate_system=coordinate_system,
     )  # fmt: skip
-
-
-def _check_training_inputs(sdata: SpatialData, nuclei_key: str, image_key: str, **counts: int) -> None:
-    if nuclei_key not in sdata.labels:
-        raise KeyError(
-            f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first, or pass a "
-            f"trained model (available labels: {list(sdata.labels)})."
-        )
-    for name, value in counts.items():
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}.")
+    return train_on_slide(
+        run, channel=channel, prior_expansion_um=prior_expansion_um, min_density_per_um2=min_density_per_um2,
+        sigma_um=sigma_um, config=config, steps=steps, max_rounds=max_rounds, stop_iou=stop_iou,
+        batch_size=batch_size, crop_size=crop_size, lr=lr, tile_size=tile_size, max_tiles=max_tiles,
+        min_cell_area_um2=min_cell_area_um2, centres=centres, seed=seed, progress=progress,
+    )  # fmt: skip
 
 
 def _training_defaults() -> dict:
     """Defaults of :func:`train_genesegnet`'s training options (one source for both entry points)."""
     params = inspect.signature(train_genesegnet).parameters
-    skip = {"sdata", "points_key"}
+    skip = {"sdata", "image_key", "points_key", "nuclei_key", "device", "coordinate_system"}
     return {k: p.default for k, p in params.items() if k not in skip and p.default is not inspect.Parameter.empty}
-
-
-def _transcript_index(sdata, points_key, image_key, channel, coordinate_system) -> TranscriptIndex:
-    """The transcripts on the stain's pixel grid, read once and shared by training and inference
-    (512 px buckets serve both the training tiles and the inference windows).
-    """
-    shape = tuple(int(s) for s in image_2d(sdata, image_key, channel=channel).shape)
-    return build_transcript_index(
-        sdata, points_key, image_key, shape=shape, block_size=512, coordinate_system=coordinate_system
-    )
-
-
-def _train(
-    sdata: SpatialData,
-    index: TranscriptIndex,
-    *,
-    image_key: str,
-    nuclei_key: str,
-    channel: int | str | None,
-    prior_expansion_um: float,
-    min_density_per_um2: float,
-    sigma_um: float,
-    config: UNetConfig | None,
-    steps: int,
-    max_rounds: int,
-    stop_iou: float,
-    batch_size: int,
-    crop_size: int,
-    lr: float,
-    tile_size: int,
-    max_tiles: int,
-    min_cell_area_um2: float,
-    centres: str,
-    device: str | None,
-    seed: int,
-    coordinate_system: str,
-    progress: bool,
-) -> GeneSegNetModel:
-    """:func:`train_genesegnet` on an already built transcript index."""
-    device = select_device(device)
-    stain = image_2d(sdata, image_key, channel=channel).data
-    nuclei = labels_2d(sdata, nuclei_key).data
-    shape = tuple(int(s) for s in stain.shape)
-    px = pixel_size_um(sdata, image_key, coordinate_system)
-    inputs_reader = _slide_inputs(stain, index, sigma_um / px)
-    rng = np.random.default_rng(seed)
-    tiles = tiles_with_nuclei(nuclei, tile_size, max_tiles=max_tiles, rng=rng, method="GeneSegNet")
-    distance = prior_expansion_um / px
-    halo = int(np.ceil(distance)) + 2
-    inputs, labels, seeds, foreground = [], [], [], []
-    min_count = min_density_per_um2 * px**2
-    for y0, y1, x0, x1 in tiles:
-        ext = (max(y0 - halo, 0), min(y1 + halo, shape[0]), max(x0 - halo, 0), min(x1 + halo, shape[1]))
-        nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
-        prior = expand_block(nuc, index, ext, (y0, y1, x0, x1), distance, 2.0 / px, min_count)
-        labels.append(prior)
-        foreground.append(transcript_density(index, (y0, y1, x0, x1), sigma=2.0 / px) >= min_count)
-        seeds.append(nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]])
-        inputs.append(inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1)))
-    torch.manual_seed(seed)  # initial weights
-    model = GeneSegNetModel.new(config or UNetConfig(), sigma_um=sigma_um, pixel_size_um=px, device=device)
-    crop = min(crop_size, tile_size)
-    params = TrainingParams(
-        steps=steps,
-        max_rounds=max_rounds,
-        stop_iou=stop_iou,
-        batch_size=batch_size,
-        crop=crop - crop % model.network.multiple,
-        lr=lr,
-    )
-    logger.info("GeneSegNet: training on %d tiles of %d px (%s), %d steps x up to %d rounds", len(tiles), tile_size,
-                device, steps, max_rounds)  # fmt: skip
-    log = self_train(
-        model, inputs, labels, params, instance_kwargs=_instance_params(px, min_cell_area_um2), seed=seed,
-        seeds=seeds if centres == "nuclei" else None, foreground=foreground, progress=progress,
-    )  # fmt: skip
-    log.update(
-        {
-            "n_tiles": len(tiles),
-            "tile_size": tile_size,
-            "prior_expansion_um": prior_expansion_um,
-            "centres": centres,
-            "device": device,
-        }
-    )
-    model.training_log = log
-    return model
-
-
-def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSegNetModel, window: int, stride: int):
-    return predict_fields_on_region(
-        core,
-        shape,
-        lambda region: inputs.read(stain, origin, region),
-        lambda batch: locked(model.predict, batch),
-        window=window,
-        stride=stride,
-    )
-
-
-def predict_cells(
-    stain,
-    inputs: SlideInputs,
-    model: GeneSegNetModel,
-    *,
-    block_size: int,
-    halo: int,
-    window: int,
-    stride: int,
-    instance_kwargs: dict,
-    nuclei=None,
-):
-    """Lazy cell labels of a whole slide: fields per block on the global window grid, then instances
-    built blockwise on the stitched fields (see :func:`jointseg.seg.segment_blockwise`), with the
-    ``nuclei`` (lazy labels) as cell centres if given, else the peaks of the offset votes.
-    """
-    shape = tuple(int(s) for s in stain.shape)
-    index_node = dask.delayed(inputs, pure=True)  # one graph node, not a copy per task
-    model_node = dask.delayed(model, pure=True)
-
-    def block_fields(blk):
-        y0, y1, x0, x1 = blk.core
-        oys = covering_windows(y0, y1, shape[0], window, stride)
-        oxs = covering_windows(x0, x1, shape[1], window, stride)
-        iy0, iy1 = int(oys[0]), min(int(oys[-1]) + window, shape[0])
-        ix0, ix1 = int(oxs[0]), min(int(oxs[-1]) + window, shape[1])
-        return dask.delayed(_fields_task, pure=True)(
-            stain[iy0:iy1, ix0:ix1], (iy0, ix0), index_node, blk.core, shape, model_node, window, stride
-        )
-
-    fields = array_from_blocks(BlockGrid(shape, block_size, 0), block_fields, dtype=np.float32, leading=(3,))
-    if nuclei is not None:  # float64 holds label ids exactly up to 2**53
-        fields = da.concatenate([fields.astype(np.float64), nuclei.astype(np.float64)[None]], axis=0)
-    return segment_blockwise(fields, _instances_block, block_size=block_size, halo=halo, **instance_kwargs)
-
-
-def _instances_block(fields: np.ndarray, **kwargs) -> np.ndarray:
-    seeds = fields[3].astype(np.int64) if len(fields) > 3 else None
-    return instances_from_offsets(fields[0], fields[1:3], seeds=seeds, **kwargs)
 
 
 def genesegnet(
@@ -421,88 +224,42 @@ def genesegnet(
     """
     if copy:
         sdata = deepcopy(sdata)
-    image_key = resolve_key(sdata, "images", image_key)
-    points_key = resolve_key(sdata, "points", points_key)
-    check_outputs_free(sdata, [key_added, shapes_key, table_key], points_key, overwrite=overwrite)
     if centres not in ("nuclei", "votes"):
         raise ValueError(f"centres must be 'nuclei' or 'votes', got {centres!r}.")
-    if centres == "nuclei" and nuclei_key not in sdata.labels:
-        raise KeyError(
-            f"No nuclei labels {nuclei_key!r} (needed with centres='nuclei'): run jg.pp.nuclei(sdata, "
-            f"image_key={image_key!r}) first, or pass centres='votes' (available labels: {list(sdata.labels)})."
-        )
     if window % 8 or not 0 < stride <= window:
         raise ValueError(f"window must be a multiple of 8 and 0 < stride <= window; got {window}, {stride}.")
-    device = select_device(device)
-    if model is None:
-        _check_training_inputs(sdata, nuclei_key, image_key, steps=steps, max_rounds=max_rounds)
-    start = time.perf_counter()
-    index = _transcript_index(sdata, points_key, image_key, channel, coordinate_system)
+    run = start_run(
+        sdata, method="GeneSegNet", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        outputs=[key_added, shapes_key, table_key], overwrite=overwrite,
+        needs_nuclei=model is None or centres == "nuclei",
+        at_least_one={"steps": steps, "max_rounds": max_rounds} if model is None else None, device=device,
+        channel=channel, coordinate_system=coordinate_system,
+    )  # fmt: skip
+    model = run.load_model(model, GeneSegNetModel)
     if model is None:
         options = {
-            **_training_defaults(),
-            "image_key": image_key, "nuclei_key": nuclei_key, "channel": channel,
-            "prior_expansion_um": prior_expansion_um, "sigma_um": sigma_um, "steps": steps, "max_rounds": max_rounds,
-            "stop_iou": stop_iou, "min_cell_area_um2": min_cell_area_um2, "centres": centres, "device": device,
-            "seed": seed, "coordinate_system": coordinate_system, "progress": progress,
+            **_training_defaults(), "channel": channel, "prior_expansion_um": prior_expansion_um, "sigma_um": sigma_um,
+            "steps": steps, "max_rounds": max_rounds, "stop_iou": stop_iou, "min_cell_area_um2": min_cell_area_um2,
+            "centres": centres, "seed": seed, "progress": progress,
         }  # fmt: skip
-        model = _train(sdata, index, **options)
-    elif not isinstance(model, GeneSegNetModel):
-        model = GeneSegNetModel.load(model, device=device)
-    else:
-        model.to(device)
+        model = train_on_slide(run, **options)
     if window % model.network.multiple:
         raise ValueError(f"window must be a multiple of {model.network.multiple} for this network, got {window}.")
     if save_model is not None:
         model.save(save_model)
-    trained_s = time.perf_counter() - start
-    stain = image_2d(sdata, image_key, channel=channel).data
-    px = pixel_size_um(sdata, image_key, coordinate_system)
-    if abs(px / model.pixel_size_um - 1) > 0.1:
-        logger.warning(
-            "GeneSegNet model was trained at %.3f um/px; this image has %.3f um/px (inputs are not resampled).",
-            model.pixel_size_um, px,
-        )  # fmt: skip
+    trained_s = time.perf_counter() - run.started
+    stain, px = run.stain(channel), run.pixel_size_um
     labels = predict_cells(
-        stain,
-        _slide_inputs(stain, index, model.sigma_um / px),
-        model,
-        block_size=block_size,
-        halo=int(np.ceil(max_cell_diameter_um / px)),
-        window=window,
-        stride=stride,
-        instance_kwargs=_instance_params(px, min_cell_area_um2),
-        nuclei=labels_2d(sdata, nuclei_key).data if centres == "nuclei" else None,
-    )
+        stain, slide_inputs(stain, run.index, model.sigma_um / px), model, block_size=block_size,
+        halo=int(np.ceil(max_cell_diameter_um / px)), window=window, stride=stride,
+        instance_kwargs=instance_params(px, min_cell_area_um2), nuclei=run.nuclei() if centres == "nuclei" else None,
+    )  # fmt: skip
     params = {
-        "nuclei_key": nuclei_key,
-        "sigma_um": model.sigma_um,
-        "min_cell_area_um2": min_cell_area_um2,
-        "max_cell_diameter_um": max_cell_diameter_um,
-        "centres": centres,
-        "window": window,
-        "stride": stride,
-        "block_size": block_size,
-        "device": device,
-        "seed": seed,
-        "network": model.network.config.to_dict(),
-        "training_log": model.training_log,
-        "training_seconds": trained_s,
-    }
-    write_segmentation(
-        sdata,
-        labels,
-        index,
-        image_key=image_key,
-        points_key=points_key,
-        nuclei_key=nuclei_key if nuclei_key in sdata.labels else None,
-        labels_key=key_added,
-        shapes_key=shapes_key,
-        table_key=table_key,
-        method="genesegnet",
-        params=params,
-        coordinate_system=coordinate_system,
-        overwrite=overwrite,
-    )
-    logger.info("GeneSegNet: done in %.1f s (training %.1f s)", time.perf_counter() - start, trained_s)
+        "nuclei_key": nuclei_key, "sigma_um": model.sigma_um, "min_cell_area_um2": min_cell_area_um2,
+        "max_cell_diameter_um": max_cell_diameter_um, "centres": centres, "window": window, "stride": stride,
+        "block_size": block_size, "device": run.device, "seed": seed, "network": model.network.config.to_dict(),
+        "training_log": model.training_log, "training_seconds": trained_s,
+    }  # fmt: skip
+    run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+               overwrite=overwrite)  # fmt: skip
     return sdata if copy else None

@@ -23,10 +23,14 @@ from skimage.measure import regionprops
 from skimage.segmentation import morphological_chan_vese
 from torch.nn import functional as F
 
+from jointseg._core.density import transcript_density
+from jointseg._core.expansion import expand_block
 from jointseg._core.fields import sliding_window_average
-from jointseg._core.training import fit
+from jointseg._core.method_run import MethodRun
+from jointseg._core.training import fit, tiles_with_nuclei
 from jointseg.metrics._instances import match_instances
-from jointseg.models import GeneSegNetModel, ResidualUNet
+from jointseg.models import GeneSegNetModel, ResidualUNet, UNetConfig
+from jointseg.seg.genesegnet.infer import instance_params, slide_inputs
 from jointseg.seg.genesegnet.postprocess import centre_offsets, instances_from_offsets
 
 logger = logging.getLogger("jointseg")
@@ -243,3 +247,77 @@ def self_train(
             break
     log["params"]["scale_jitter"] = list(params.scale_jitter)
     return log
+
+
+def train_on_slide(
+    run: MethodRun,
+    *,
+    channel: int | str | None,
+    prior_expansion_um: float,
+    min_density_per_um2: float,
+    sigma_um: float,
+    config: UNetConfig | None,
+    steps: int,
+    max_rounds: int,
+    stop_iou: float,
+    batch_size: int,
+    crop_size: int,
+    lr: float,
+    tile_size: int,
+    max_tiles: int,
+    min_cell_area_um2: float,
+    centres: str,
+    seed: int,
+    progress: bool,
+) -> GeneSegNetModel:
+    """Self-train a new GeneSegNet on the slide of ``run`` (see :func:`jointseg.seg.train_genesegnet`):
+    round-0 labels on up to ``max_tiles`` tiles holding nuclei, then :func:`self_train`.
+    """
+    device, index = run.device, run.index
+    stain = run.stain(channel)
+    nuclei = run.nuclei()
+    shape = tuple(int(s) for s in stain.shape)
+    px = run.pixel_size_um
+    inputs_reader = slide_inputs(stain, index, sigma_um / px)
+    rng = np.random.default_rng(seed)
+    tiles = tiles_with_nuclei(nuclei, tile_size, max_tiles=max_tiles, rng=rng, method="GeneSegNet")
+    distance = prior_expansion_um / px
+    halo = int(np.ceil(distance)) + 2
+    inputs, labels, seeds, foreground = [], [], [], []
+    min_count = min_density_per_um2 * px**2
+    for y0, y1, x0, x1 in tiles:
+        ext = (max(y0 - halo, 0), min(y1 + halo, shape[0]), max(x0 - halo, 0), min(x1 + halo, shape[1]))
+        nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
+        prior = expand_block(nuc, index, ext, (y0, y1, x0, x1), distance, 2.0 / px, min_count)
+        labels.append(prior)
+        foreground.append(transcript_density(index, (y0, y1, x0, x1), sigma=2.0 / px) >= min_count)
+        seeds.append(nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]])
+        inputs.append(inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1)))
+    torch.manual_seed(seed)  # initial weights
+    model = GeneSegNetModel.new(config or UNetConfig(), sigma_um=sigma_um, pixel_size_um=px, device=device)
+    crop = min(crop_size, tile_size)
+    params = TrainingParams(
+        steps=steps,
+        max_rounds=max_rounds,
+        stop_iou=stop_iou,
+        batch_size=batch_size,
+        crop=crop - crop % model.network.multiple,
+        lr=lr,
+    )
+    logger.info("GeneSegNet: training on %d tiles of %d px (%s), %d steps x up to %d rounds", len(tiles), tile_size,
+                device, steps, max_rounds)  # fmt: skip
+    log = self_train(
+        model, inputs, labels, params, instance_kwargs=instance_params(px, min_cell_area_um2), seed=seed,
+        seeds=seeds if centres == "nuclei" else None, foreground=foreground, progress=progress,
+    )  # fmt: skip
+    log.update(
+        {
+            "n_tiles": len(tiles),
+            "tile_size": tile_size,
+            "prior_expansion_um": prior_expansion_um,
+            "centres": centres,
+            "device": device,
+        }
+    )
+    model.training_log = log
+    return model

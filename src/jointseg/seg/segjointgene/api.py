@@ -8,157 +8,27 @@ import logging
 import os
 import time
 
-import dask
 import numpy as np
 import pandas as pd
 import torch
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
-from jointseg._core.expansion import expand_block
-from jointseg._core.fields import locked, predict_fields_on_region
-from jointseg._core.genes import gene_lookup, sample_bins, select_genes
-from jointseg._core.outputs import check_outputs_free, write_segmentation
-from jointseg._core.tiling import Block, BlockGrid, array_from_blocks
-from jointseg._core.training import tiles_with_nuclei
-from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
-from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, select_device
-from jointseg.models import SegJointGeneModel, SemanticConfig, bin_transcripts
+from jointseg._core.genes import gene_lookup, select_genes
+from jointseg._core.method_run import start_run
+from jointseg.models import SegJointGeneModel, SemanticConfig
 from jointseg.seg.segjointgene.celltypes import leiden_types, nucleus_counts
 from jointseg.seg.segjointgene.cid import CIDParams
-from jointseg.seg.segjointgene.postprocess import grow_by_type
+from jointseg.seg.segjointgene.infer import predict_segjointgene_cells
 from jointseg.seg.segjointgene.train import (
     JointParams,
-    TrainingTile,
-    allowed_types,
-    candidates,
-    cid_weights,
     gene_ranking,
     joint_refinement,
+    training_tiles,
 )
 from jointseg.tl._gene_scores import gene_scores
 
 logger = logging.getLogger("jointseg")
-
-
-def _training_tiles(
-    index, nuclei, lut, *, bin_size, tile, max_tiles, prior_px, density_sigma_px, min_count, rng
-) -> list[TrainingTile]:
-    """Tiles of ``tile`` bins holding nuclei (at most ``max_tiles``, drawn at random), with round-0
-    labels: the nuclei grown by ``prior_px`` into the transcript foreground, as in ``expand_nuclei``.
-    """
-    h, w = index.shape
-    halo = int(np.ceil(prior_px)) + 2
-    tiles = []
-    for y0, _, x0, _ in tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size,
-                                          method="SegJointGene"):  # fmt: skip
-        y1, x1 = y0 + tile, x0 + tile  # every tile is tile x tile bins, empty beyond the slide
-        full = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
-        ext = (max(full[0] - halo, 0), min(full[1] + halo, h), max(full[2] - halo, 0), min(full[3] + halo, w))
-        nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
-        prior = expand_block(nuc, index, ext, full, prior_px, density_sigma_px, min_count)
-        labels = sample_bins(prior, (0, tile, 0, tile), bin_size)
-        counts = bin_transcripts(index, (y0, y1, x0, x1), bin_size=bin_size, gene_lut=lut)
-        tiles.append(TrainingTile(counts, sample_bins(nuclei, (y0, y1, x0, x1), bin_size), labels))
-    return tiles
-
-
-def _region_inputs(index, model: SegJointGeneModel, lut, region) -> tuple[np.ndarray, np.ndarray]:
-    """Embedding ``(C, h, w)`` and the binned counts' CID support ``(types, h, w)`` on a region of
-    bins, exact at its edges (transcripts within the blur's reach outside it are included).
-    """
-    r = model.network.encoder.reach
-    y0, y1, x0, x1 = region
-    counts = bin_transcripts(index, (y0 - r, y1 + r, x0 - r, x1 + r), bin_size=model.bin_size, gene_lut=lut)
-    encoder = model.network.encoder
-    with torch.inference_mode():
-        weights = torch.from_numpy(cid_weights(model.cid)).to(model.device)
-        embedding = locked(encoder, [counts])[0, :, r:-r, r:-r].cpu().numpy()
-        support = encoder.blur(encoder.scatter([counts], weights))[0, :, r:-r, r:-r].cpu().numpy()
-    return embedding, support
-
-
-def _trunk_probabilities(model: SegJointGeneModel, batch: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        logits = model.network.trunk(torch.from_numpy(np.ascontiguousarray(batch)).to(model.device))
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
-
-
-def _allowed_block(index, model: SegJointGeneModel, lut, core, grid_shape, window, stride, confidence, dtype):
-    """Per bin of a block's core: the type a cell may grow into (0: none; -1: foreground that
-    failed the type rule).
-    """
-    margin = 4  # the confidence smoothing's reach (Gaussian sigma 1 bin, truncated at 4)
-    y0, y1, x0, x1 = core
-    h, w = grid_shape
-    region = (max(y0 - margin, 0), min(y1 + margin, h), max(x0 - margin, 0), min(x1 + margin, w))
-    probs = predict_fields_on_region(
-        region,
-        grid_shape,
-        lambda r: _region_inputs(index, model, lut, r)[0],
-        lambda batch: locked(_trunk_probabilities, model, batch),
-        window=window,
-        stride=stride,
-    )
-    _, support = _region_inputs(index, model, lut, region)
-    allowed = allowed_types(*candidates(probs, confidence), support, model.support_threshold)
-    return allowed[y0 - region[0] : y1 - region[0], x0 - region[2] : x1 - region[2]].astype(dtype)
-
-
-def _grow_block(
-    allowed_bins: np.ndarray, bin_size: int, nuclei: np.ndarray, block: Block, *, type_of, max_distance,
-    max_hole_area, fill,
-) -> np.ndarray:  # fmt: skip
-    """Cells of a block's core (nucleus ids), grown on its extended window; ``allowed_bins`` are the
-    bins that cover the window, from the one holding its top-left pixel.
-    """
-    ey0, ey1, ex0, ex1 = block.ext
-    oy, ox = ey0 % bin_size, ex0 % bin_size
-    allowed = allowed_bins.repeat(bin_size, 0).repeat(bin_size, 1)[oy : oy + ey1 - ey0, ox : ox + ex1 - ex0]
-    cells = grow_by_type(
-        nuclei.astype(np.int32), allowed, type_of, max_distance=max_distance, max_hole_area=max_hole_area, fill=fill
-    )
-    y0, y1, x0, x1 = block.core
-    return cells[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
-
-
-def predict_segjointgene_cells(
-    index: TranscriptIndex, model: SegJointGeneModel, lut: np.ndarray, nuclei, type_of: np.ndarray, *,
-    block_size: int,
-    halo: int, window: int, stride: int, confidence: float, max_distance: float, max_hole_area: int, fill: bool,
-):  # fmt: skip
-    """Cell labels of a slide (nucleus ids). Where cells may grow is computed here, per bin and
-    block (network and CID support on the coarse grid: a few bytes per bin); the returned lazy
-    labels grow every block's nuclei on its extended window.
-
-    Every cell grows from one nucleus, so the nucleus ids label the cells across blocks and each
-    block keeps its core: with a halo wider than a cell, the growth inside the core sees every
-    nucleus that can reach it. Nothing pixel-sized waits in memory for other blocks: each block
-    reads its own window of the nuclei.
-    """
-    b = model.bin_size
-    h, w = index.shape
-    grid_shape = (-(-h // b), -(-w // b))
-    index_node, model_node = dask.delayed(index, pure=True), dask.delayed(model, pure=True)
-    # the smallest signed dtype that holds the types and -1
-    dtype = np.result_type(np.min_scalar_type(-1), np.min_scalar_type(len(model.types)))
-    allowed = array_from_blocks(
-        BlockGrid(grid_shape, max(block_size // b, 1), 0),
-        lambda blk: dask.delayed(_allowed_block, pure=True)(
-            index_node, model_node, lut, blk.core, grid_shape, window, stride, confidence, dtype
-        ),
-        dtype=dtype,
-    ).compute()
-    kwargs = {"type_of": type_of, "max_distance": max_distance, "max_hole_area": max_hole_area, "fill": fill}
-
-    def grow(blk: Block):
-        ey0, ey1, ex0, ex1 = blk.ext
-        bins = allowed[ey0 // b : -(-ey1 // b), ex0 // b : -(-ex1 // b)]
-        return dask.delayed(_grow_block, pure=True)(bins, b, nuclei[blk.ext_slices], blk, **kwargs)
-
-    # The growth takes ~54 bytes per pixel of a window (per-type distance transforms, watershed;
-    # measured with tracemalloc): blocks of half the edge keep a window to ~0.1 GB instead of 0.3.
-    return array_from_blocks(BlockGrid((h, w), max(block_size // 2, 1), halo), grow, dtype=np.int32)
 
 
 def segjointgene(
@@ -288,34 +158,20 @@ def segjointgene(
     """
     if copy:
         sdata = deepcopy(sdata)
-    image_key = resolve_key(sdata, "images", image_key)
-    points_key = resolve_key(sdata, "points", points_key)
-    check_outputs_free(sdata, [key_added, shapes_key, table_key], points_key, overwrite=overwrite)
-    if nuclei_key not in sdata.labels:
-        raise KeyError(
-            f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first "
-            f"(available labels: {list(sdata.labels)})."
-        )
-    for name, value in {"steps": steps, "max_iterations": max_iterations, "cid_steps": cid_steps}.items():
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}.")
     if not 0 < cid_top <= 1:
         raise ValueError(f"cid_top must be in (0, 1], got {cid_top}.")
-    device = select_device(device)
-    start = time.perf_counter()
-    shape = tuple(int(s) for s in image_2d(sdata, image_key).shape)
-    index = build_transcript_index(
-        sdata, points_key, image_key, shape=shape, block_size=512, coordinate_system=coordinate_system
-    )
-    px = pixel_size_um(sdata, image_key, coordinate_system)
-    nuclei = labels_2d(sdata, nuclei_key).data
-    if model is not None and not isinstance(model, SegJointGeneModel):
-        model = SegJointGeneModel.load(model, device=device)
+    run = start_run(
+        sdata, method="SegJointGene", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        outputs=[key_added, shapes_key, table_key], overwrite=overwrite,
+        at_least_one={"steps": steps, "max_iterations": max_iterations, "cid_steps": cid_steps}, device=device,
+        coordinate_system=coordinate_system,
+    )  # fmt: skip
+    index, px, nuclei, device = run.index, run.pixel_size_um, run.nuclei(), run.device
+    model = run.load_model(model, SegJointGeneModel)
     if model is None:
         codes, lut = select_genes(index, min_gene_counts)
         genes = [str(g) for g in index.genes[codes]]
     else:
-        model.to(device)
         genes = model.genes
         lut = gene_lookup(index, genes)
     type_of, type_names = leiden_types(
@@ -338,7 +194,7 @@ def segjointgene(
             config, genes=genes, types=type_names, bin_size=bin_size, pixel_size_um=px, device=device
         )
         tile = max(int(round(tile_um / (bin_size * px))) // model.network.multiple, 1) * model.network.multiple
-        tiles = _training_tiles(
+        tiles = training_tiles(
             index, nuclei, lut, bin_size=bin_size, tile=tile, max_tiles=max_tiles, prior_px=prior_expansion_um / px,
             density_sigma_px=2.0 / px, min_count=min_density_per_um2 * px**2, rng=rng,
         )  # fmt: skip
@@ -359,7 +215,7 @@ def segjointgene(
     if save_model is not None:
         model.save(save_model)
     model.network.eval()
-    trained_s = time.perf_counter() - start
+    trained_s = time.perf_counter() - run.started
     labels = predict_segjointgene_cells(
         index, model, lut, nuclei, type_of, block_size=block_size, halo=int(np.ceil(max_cell_diameter_um / px)),
         window=64, stride=56, confidence=confidence, max_distance=max_expansion_um / px,
@@ -373,14 +229,10 @@ def segjointgene(
         "network": model.network.config.to_dict(), "training_log": model.training_log,
         "training_seconds": trained_s, "cid_types": list(model.types), "cid_genes": list(model.genes),
     }  # fmt: skip
-    write_segmentation(
-        sdata, labels, index, image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, labels_key=key_added,
-        shapes_key=shapes_key, table_key=table_key, method="segjointgene", params=params,
-        coordinate_system=coordinate_system, overwrite=overwrite,
-    )  # fmt: skip
+    run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+               overwrite=overwrite)  # fmt: skip
     _write_gene_scores(sdata[table_key], model, type_of)
     gene_scores(sdata, table_key=table_key)
-    logger.info("SegJointGene: done in %.1f s (training %.1f s)", time.perf_counter() - start, trained_s)
     return sdata if copy else None
 
 

@@ -17,8 +17,10 @@ import torch
 from scipy import ndimage as ndi
 from torch.nn import functional as F
 
-from jointseg._core.training import fit
-from jointseg.models import BinnedCounts, SegJointGeneModel
+from jointseg._core.expansion import expand_block
+from jointseg._core.genes import sample_bins
+from jointseg._core.training import fit, tiles_with_nuclei
+from jointseg.models import BinnedCounts, SegJointGeneModel, bin_transcripts
 from jointseg.seg.segjointgene.cid import CIDParams, cid_tile
 from jointseg.seg.segjointgene.postprocess import grow_by_type
 
@@ -302,3 +304,25 @@ def joint_refinement(
             log["converged"] = True
             break
     return log
+
+
+def training_tiles(
+    index, nuclei, lut, *, bin_size, tile, max_tiles, prior_px, density_sigma_px, min_count, rng
+) -> list[TrainingTile]:
+    """Tiles of ``tile`` bins holding nuclei (at most ``max_tiles``, drawn at random), with round-0
+    labels: the nuclei grown by ``prior_px`` into the transcript foreground, as in ``expand_nuclei``.
+    """
+    h, w = index.shape
+    halo = int(np.ceil(prior_px)) + 2
+    tiles = []
+    for y0, _, x0, _ in tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size,
+                                          method="SegJointGene"):  # fmt: skip
+        y1, x1 = y0 + tile, x0 + tile  # every tile is tile x tile bins, empty beyond the slide
+        full = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
+        ext = (max(full[0] - halo, 0), min(full[1] + halo, h), max(full[2] - halo, 0), min(full[3] + halo, w))
+        nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
+        prior = expand_block(nuc, index, ext, full, prior_px, density_sigma_px, min_count)
+        labels = sample_bins(prior, (0, tile, 0, tile), bin_size)
+        counts = bin_transcripts(index, (y0, y1, x0, x1), bin_size=bin_size, gene_lut=lut)
+        tiles.append(TrainingTile(counts, sample_bins(nuclei, (y0, y1, x0, x1), bin_size), labels))
+    return tiles

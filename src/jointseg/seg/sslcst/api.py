@@ -9,234 +9,27 @@ import logging
 import os
 import time
 
-import dask
-import dask.array as da
 import numpy as np
 import torch
-from scipy import ndimage as ndi
-from scipy.spatial import cKDTree
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
-from jointseg._core.fields import locked
-from jointseg._core.genes import gene_lookup, sample_bins, select_genes
-from jointseg._core.outputs import check_outputs_free, write_segmentation
-from jointseg._core.tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise
-from jointseg._core.training import tiles_with_nuclei
-from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
-from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, sampled_percentiles, select_device
+from jointseg._core.genes import gene_lookup, select_genes
+from jointseg._core.method_run import start_run
+from jointseg._core.utils import sampled_percentiles
 from jointseg.models import SSLCSTModel, TransformerConfig
-from jointseg.seg.sslcst.postprocess import class_vectors, direction_prior, flow_cells
+from jointseg.seg.sslcst.infer import predict_sslcst_cells
 from jointseg.seg.sslcst.tokens import (
-    BinTable,
-    Neighbourhoods,
-    NucleusCentres,
-    bin_tree,
-    neighbourhoods,
     nucleus_centres,
+    token_settings,
 )
 from jointseg.seg.sslcst.train import (
-    Samples,
     SSLCSTParams,
-    TrainingSet,
-    balance,
-    erode_labels,
-    select_samples,
     train_transformer,
+    training_set,
 )
 
 logger = logging.getLogger("jointseg")
-
-#: Centre bins per network call at inference.
-_BATCH = 4096
-
-
-def _bin_means(stain: np.ndarray, bin_size: int, shape: tuple[int, int]) -> np.ndarray:
-    """Mean of each bin of a crop whose first pixel starts a bin (bins past the crop: +inf)."""
-    h, w = stain.shape
-    out = np.full(shape, np.inf, np.float32)
-    hh, ww = min(h // bin_size, shape[0]), min(w // bin_size, shape[1])
-    full = stain[: hh * bin_size, : ww * bin_size].reshape(hh, bin_size, ww, bin_size)
-    out[:hh, :ww] = full.mean(axis=(1, 3))
-    return out
-
-
-def _geometry(table: BinTable, centres: NucleusCentres, settings: dict) -> tuple[cKDTree, np.ndarray]:
-    """A table's KD-tree and its bins' signed nucleus distances, shared by all its token queries."""
-    return bin_tree(table), centres.signed_distance(table.y, table.x, scale=settings["distance_scale_bins"])
-
-
-def _tokens_of(
-    table: BinTable, geometry: tuple, centres: NucleusCentres, y: np.ndarray, x: np.ndarray, settings: dict
-) -> Neighbourhoods:
-    """Tokens of the centre bins ``(y, x)`` from ``table`` and its :func:`_geometry`."""
-    tree, table_distance = geometry
-    return neighbourhoods(
-        table,
-        table_distance,
-        y,
-        x,
-        centres.signed_distance(y, x, scale=settings["distance_scale_bins"]),
-        n_neighbours=settings["n_neighbours"],
-        radius=settings["radius_bins"],
-        tree=tree,
-    )
-
-
-def _training_set(
-    index: TranscriptIndex, stain, nuclei, lut, centres: NucleusCentres, *, bin_size: int, tile: int,
-    max_tiles: int, erosion_px: int, negative_distance: float, dark: float, max_per_class: int,
-    validation_fraction: float, settings: dict, rng: np.random.Generator,
-) -> TrainingSet:  # fmt: skip
-    """Balanced samples from up to ``max_tiles`` tiles of ``tile`` bins holding nuclei, their tokens,
-    and a validation mask holding out the rightmost ``validation_fraction`` of them.
-    """
-    h, w = index.shape
-    keep = tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size, method="SSL-CST")
-    margin = int(np.ceil(settings["radius_bins"]))
-    positives, negatives, tokens_pos, tokens_neg, tables, shift = [], [], [], [], [], 0
-    for y0, y1, x0, x1 in keep:
-        pix = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
-        nuc = np.asarray(nuclei[pix[0] : pix[1], pix[2] : pix[3]])
-        shape = (y1 - y0, x1 - x0)
-        eroded = sample_bins(erode_labels(nuc, erosion_px), (0, shape[0], 0, shape[1]), bin_size)
-        nucleus = sample_bins(nuc, (0, shape[0], 0, shape[1]), bin_size)
-        table = BinTable.read(index, (y0 - margin, y1 + margin, x0 - margin, x1 + margin), bin_size=bin_size,
-                              gene_lut=lut)  # fmt: skip
-        expressed = np.zeros(shape, bool)
-        inside = (table.y >= y0) & (table.y < y1) & (table.x >= x0) & (table.x < x1)
-        expressed[table.y[inside] - y0, table.x[inside] - x0] = True
-        bin_stain = _bin_means(np.asarray(stain[pix[0] : pix[1], pix[2] : pix[3]], np.float32), bin_size, shape)
-        pos, neg = select_samples(eroded, nucleus, expressed, bin_stain, (y0, x0), centres,
-                                  negative_distance=negative_distance, dark=dark)  # fmt: skip
-        geometry = _geometry(table, centres, settings)
-        for kind, out, tok in ((pos, positives, tokens_pos), (neg, negatives, tokens_neg)):
-            found = _tokens_of(table, geometry, centres, kind.y, kind.x, settings)
-            tok.append(Neighbourhoods(np.where(found.token_bin >= 0, found.token_bin + shift, -1), found.position,
-                                      found.distance, found.valid))  # fmt: skip
-            out.append(kind)
-        tables.append(table)
-        shift += len(table)
-
-    def cat(parts, cls):
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
-
-    all_pos, all_neg = cat(positives, Samples), cat(negatives, Samples)
-    pick_pos, pick_neg = balance(len(all_pos), len(all_neg), max_per_class=max_per_class, rng=rng)
-    rows = np.r_[pick_pos, pick_neg + len(all_pos)]
-    samples = cat([all_pos, all_neg], Samples).subset(rows)
-    tokens = cat(tokens_pos + tokens_neg, Neighbourhoods)
-    tokens = Neighbourhoods(tokens.token_bin[rows], tokens.position[rows], tokens.distance[rows], tokens.valid[rows])
-    cut = np.quantile(samples.x, 1 - validation_fraction)
-    validation = samples.x > cut
-    if not validation.any() or validation.all():
-        validation = np.zeros(len(samples), bool)
-        n_held = max(int(round(len(samples) * validation_fraction)), 1)
-        validation[np.argsort(samples.x, kind="stable")[-n_held:]] = True
-    logger.info("SSL-CST: %d positive and %d negative samples available on %d tiles; %d used (%d held out)",
-                len(all_pos), len(all_neg), len(keep), len(samples), validation.sum())  # fmt: skip
-    return TrainingSet(samples, tokens, BinTable.concat(tables), validation)
-
-
-def _network_outputs(
-    index: TranscriptIndex, model: SSLCSTModel, lut: np.ndarray, centres: NucleusCentres, yy: np.ndarray, xx: np.ndarray
-) -> np.ndarray:
-    """Foreground probability and direction probabilities ``(1 + n_directions, n)`` of centre bins
-    ``(yy, xx)``; bins without a transcript in reach get zeros.
-    """
-    settings = _settings(model)
-    margin = int(np.ceil(model.radius_bins))
-    window = (int(yy.min()) - margin, int(yy.max()) + 1 + margin, int(xx.min()) - margin, int(xx.max()) + 1 + margin)
-    table = BinTable.read(index, window, bin_size=model.bin_size, gene_lut=lut)
-    out = np.zeros((1 + model.network.config.n_directions, len(yy)), np.float32)
-    if len(table) == 0:
-        return out
-    geometry = _geometry(table, centres, settings)
-    # Centre bins with a transcript in reach, in chunks: memory stays O(chunk x tokens) per block.
-    todo = np.flatnonzero(geometry[0].query(np.c_[yy, xx], distance_upper_bound=model.radius_bins)[0] < np.inf)
-    for chunk in np.array_split(todo, max(-(-len(todo) // _BATCH), 1)):
-        if len(chunk):
-            tokens = _tokens_of(table, geometry, centres, yy[chunk], xx[chunk], settings)
-            fg, probs = locked(model.predict, tokens.batch(table))
-            out[0, chunk], out[1:, chunk] = fg, probs.T
-    return out
-
-
-def _fields_block(
-    index: TranscriptIndex, model: SSLCSTModel, lut: np.ndarray, centres: NucleusCentres, core, grid_shape,
-    prior_radius: float, stride: int,
-) -> np.ndarray:  # fmt: skip
-    """Foreground probability and direction vectors ``(3, h, w)`` on a block of bins.
-
-    The network runs on the bins of a global lattice of step ``stride`` (every bin if 1) and its
-    outputs are interpolated bilinearly in between; the lattice is global, so blocks agree.
-    """
-    y0, y1, x0, x1 = core
-    shape = (y1 - y0, x1 - x0)
-    # lattice bins around the core (the next one beyond each edge, if on the grid)
-    ly, lx = (
-        np.arange(a // stride * stride, min(-(-b // stride) * stride if stride > 1 else b - 1, n - 1) + 1, stride)
-        for a, b, n in ((y0, y1, grid_shape[0]), (x0, x1, grid_shape[1]))
-    )
-    lyy, lxx = np.meshgrid(ly, lx, indexing="ij")
-    lattice = _network_outputs(index, model, lut, centres, lyy.ravel(), lxx.ravel()).reshape(-1, len(ly), len(lx))
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    if stride == 1:
-        outputs = lattice.reshape(len(lattice), -1)
-    else:
-        coords = [((yy - ly[0]) / stride).ravel(), ((xx - lx[0]) / stride).ravel()]
-        outputs = np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in lattice])
-    fg, probs = outputs[0], outputs[1:].T
-    n_dir = probs.shape[1]
-    predicted = np.flatnonzero(probs.max(axis=1) > 0)  # bins without a transcript in reach keep no direction
-    yy, xx = yy.ravel()[predicted], xx.ravel()[predicted]
-    reach = 1.25 * prior_radius
-    near = (centres.y >= y0 - reach) & (centres.y < y1 + reach) & (centres.x >= x0 - reach) & (centres.x < x1 + reach)
-    allowed = direction_prior(yy, xx, centres.y[near], centres.x[near], radius=prior_radius, n=n_dir)
-    weighted = probs[predicted] * allowed
-    vectors = np.zeros((len(probs), 2))
-    vectors[predicted] = class_vectors(n_dir)[weighted.argmax(axis=1)]
-    return np.concatenate([fg.reshape(1, *shape), vectors.T.reshape(2, *shape)]).astype(np.float32)
-
-
-def _settings(model: SSLCSTModel) -> dict:
-    return {
-        "n_neighbours": model.n_neighbours,
-        "radius_bins": model.radius_bins,
-        "distance_scale_bins": model.distance_scale_um / (model.bin_size * model.pixel_size_um),
-    }
-
-
-def _flow_block(fields: np.ndarray, **kwargs) -> np.ndarray:
-    return flow_cells(fields[0], fields[1:3], fields[3].astype(np.int64), **kwargs)
-
-
-def predict_sslcst_cells(
-    index: TranscriptIndex, model: SSLCSTModel, lut: np.ndarray, centres: NucleusCentres, nuclei, *,
-    block_size: int, halo_bins: int, prior_radius: float, stride: int, flow_kwargs: dict,
-):  # fmt: skip
-    """Lazy cell labels of a slide: network fields per block of bins, cells traced blockwise on the
-    bin grid (seamless stitching, see :func:`jointseg.seg.segment_blockwise`), brought to pixels.
-    """
-    b = model.bin_size
-    h, w = index.shape
-    grid = (-(-h // b), -(-w // b))
-    bins = max(block_size // b, 1)
-    nodes = [dask.delayed(v, pure=True) for v in (index, model, centres)]
-    fields = array_from_blocks(
-        BlockGrid(grid, bins, 0),
-        lambda blk: dask.delayed(_fields_block, pure=True)(
-            nodes[0], nodes[1], lut, nodes[2], blk.core, grid, prior_radius, stride
-        ),
-        dtype=np.float32,
-        leading=(3,),
-    )
-    at_bins = nuclei[b // 2 :: b, b // 2 :: b]
-    at_bins = da.pad(at_bins, ((0, grid[0] - at_bins.shape[0]), (0, grid[1] - at_bins.shape[1])))
-    # float64 holds nucleus ids exactly up to 2**53
-    stack = da.concatenate([fields.astype(np.float64), at_bins.astype(np.float64).rechunk(fields.chunks[1:])[None]])
-    labels = segment_blockwise(stack, _flow_block, block_size=bins, halo=halo_bins, **flow_kwargs)
-    return bins_to_pixels(labels, b, (h, w))
 
 
 def sslcst(
@@ -377,31 +170,16 @@ def sslcst(
     """
     if copy:
         sdata = deepcopy(sdata)
-    image_key = resolve_key(sdata, "images", image_key)
-    points_key = resolve_key(sdata, "points", points_key)
-    check_outputs_free(sdata, [key_added, shapes_key, table_key], points_key, overwrite=overwrite)
-    if nuclei_key not in sdata.labels:
-        raise KeyError(
-            f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first "
-            f"(available labels: {list(sdata.labels)})."
-        )
-    counts = {"steps": steps, "batch_size": batch_size, "n_neighbours": n_neighbours, "stride": stride}
-    for name, value in counts.items():
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}.")
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
-    device = select_device(device)
-    start = time.perf_counter()
-    stain = image_2d(sdata, image_key, channel=channel).data
-    shape = tuple(int(s) for s in stain.shape)
-    index = build_transcript_index(
-        sdata, points_key, image_key, shape=shape, block_size=512, coordinate_system=coordinate_system
-    )
-    px = pixel_size_um(sdata, image_key, coordinate_system)
-    nuclei = labels_2d(sdata, nuclei_key).data
-    if model is not None and not isinstance(model, SSLCSTModel):
-        model = SSLCSTModel.load(model, device=device)
+    run = start_run(
+        sdata, method="SSL-CST", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        outputs=[key_added, shapes_key, table_key], overwrite=overwrite,
+        at_least_one={"steps": steps, "batch_size": batch_size, "n_neighbours": n_neighbours, "stride": stride},
+        device=device, channel=channel, coordinate_system=coordinate_system,
+    )  # fmt: skip
+    index, px, nuclei, device, stain = run.index, run.pixel_size_um, run.nuclei(), run.device, run.stain(channel)
+    model = run.load_model(model, SSLCSTModel)
     train = model is None
     if train:
         bin_size = max(int(round(bin_um / px)), 1)
@@ -414,21 +192,17 @@ def sslcst(
             device=device,
         )  # fmt: skip
     else:
-        model.to(device)
         lut = gene_lookup(index, model.genes)
-        if abs(px / model.pixel_size_um - 1) > 0.1:
-            logger.warning("SSL-CST model was trained at %.3f um/px; this image has %.3f um/px.",
-                           model.pixel_size_um, px)  # fmt: skip
     bin_um_used = model.bin_size * px
     centres = nucleus_centres(nuclei, model.bin_size)
     if train:
         rng = np.random.default_rng(seed)
         dark = float(sampled_percentiles(stain, [100 * dark_quantile])[0])
-        data = _training_set(
+        data = training_set(
             index, stain, nuclei, lut, centres, bin_size=model.bin_size,
             tile=max(int(round(tile_um / bin_um_used)), 8), max_tiles=max_tiles,
             erosion_px=int(round(erosion_um / px)), negative_distance=negative_distance_um / bin_um_used, dark=dark,
-            max_per_class=max_samples, validation_fraction=validation_fraction, settings=_settings(model), rng=rng,
+            max_per_class=max_samples, validation_fraction=validation_fraction, settings=token_settings(model), rng=rng,
         )  # fmt: skip
         params = SSLCSTParams(
             max_steps=steps, batch_size=batch_size, lr=lr, patience=patience, distance_dropout=distance_dropout
@@ -437,7 +211,7 @@ def sslcst(
         model.training_log.update({"device": device, "n_positive": int(data.samples.foreground.sum())})
     if save_model is not None:
         model.save(save_model)
-    trained_s = time.perf_counter() - start
+    trained_s = time.perf_counter() - run.started
     prior_radius = prior_radius_um / bin_um_used
     labels = predict_sslcst_cells(
         index, model, lut, centres, nuclei, block_size=block_size,
@@ -459,10 +233,6 @@ def sslcst(
         "network": model.network.config.to_dict(), "training_log": model.training_log,
         "training_seconds": trained_s,
     }  # fmt: skip
-    write_segmentation(
-        sdata, labels, index, image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, labels_key=key_added,
-        shapes_key=shapes_key, table_key=table_key, method="sslcst", params=params,
-        coordinate_system=coordinate_system, overwrite=overwrite,
-    )  # fmt: skip
-    logger.info("SSL-CST: done in %.1f s (training %.1f s)", time.perf_counter() - start, trained_s)
+    run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+               overwrite=overwrite)  # fmt: skip
     return sdata if copy else None

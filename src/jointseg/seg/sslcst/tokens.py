@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from jointseg._core.transcripts import TranscriptIndex
-from jointseg.models import TokenBatch, bin_transcripts
+from jointseg.models import SSLCSTModel, TokenBatch, bin_transcripts
 
 
 @dataclass(frozen=True)
@@ -221,3 +221,34 @@ def neighbourhoods(
     position[:, 1 : m + 1, 1] = np.where(ok, (table.x[safe] - x[:, None]) / radius, 0)
     distance[:, 1 : m + 1] = np.where(ok, table_distance[safe], 0)
     return Neighbourhoods(token_bin, position, distance, valid)
+
+
+def token_geometry(table: BinTable, centres: NucleusCentres, settings: dict) -> tuple[cKDTree, np.ndarray]:
+    """A table's KD-tree and its bins' signed nucleus distances, shared by all its token queries."""
+    return bin_tree(table), centres.signed_distance(table.y, table.x, scale=settings["distance_scale_bins"])
+
+
+def tokens_of(
+    table: BinTable, geometry: tuple, centres: NucleusCentres, y: np.ndarray, x: np.ndarray, settings: dict
+) -> Neighbourhoods:
+    """Tokens of the centre bins ``(y, x)`` from ``table`` and its :func:`token_geometry`."""
+    tree, table_distance = geometry
+    return neighbourhoods(
+        table,
+        table_distance,
+        y,
+        x,
+        centres.signed_distance(y, x, scale=settings["distance_scale_bins"]),
+        n_neighbours=settings["n_neighbours"],
+        radius=settings["radius_bins"],
+        tree=tree,
+    )
+
+
+def token_settings(model: SSLCSTModel) -> dict:
+    """A model's token settings in bins: neighbours per token, search radius, nucleus-distance scale."""
+    return {
+        "n_neighbours": model.n_neighbours,
+        "radius_bins": model.radius_bins,
+        "distance_scale_bins": model.distance_scale_um / (model.bin_size * model.pixel_size_um),
+    }

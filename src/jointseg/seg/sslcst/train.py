@@ -14,10 +14,12 @@ import torch
 from scipy import ndimage as ndi
 from torch.nn import functional as F
 
-from jointseg._core.training import fit
+from jointseg._core.genes import sample_bins
+from jointseg._core.training import fit, tiles_with_nuclei
+from jointseg._core.transcripts import TranscriptIndex
 from jointseg.models import SSLCSTModel
 from jointseg.seg.sslcst.postprocess import direction_class
-from jointseg.seg.sslcst.tokens import BinTable, Neighbourhoods, NucleusCentres
+from jointseg.seg.sslcst.tokens import BinTable, Neighbourhoods, NucleusCentres, token_geometry, tokens_of
 
 logger = logging.getLogger("jointseg")
 
@@ -221,3 +223,68 @@ def _validation_loss(model: SSLCSTModel, data: TrainingSet, rows: np.ndarray) ->
     for chunk in np.array_split(rows, -(-len(rows) // 1024)):
         total += float(_loss(model, data, chunk)) * len(chunk)
     return total / len(rows)
+
+
+def _bin_means(stain: np.ndarray, bin_size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Mean of each bin of a crop whose first pixel starts a bin (bins past the crop: +inf)."""
+    h, w = stain.shape
+    out = np.full(shape, np.inf, np.float32)
+    hh, ww = min(h // bin_size, shape[0]), min(w // bin_size, shape[1])
+    full = stain[: hh * bin_size, : ww * bin_size].reshape(hh, bin_size, ww, bin_size)
+    out[:hh, :ww] = full.mean(axis=(1, 3))
+    return out
+
+
+def training_set(
+    index: TranscriptIndex, stain, nuclei, lut, centres: NucleusCentres, *, bin_size: int, tile: int,
+    max_tiles: int, erosion_px: int, negative_distance: float, dark: float, max_per_class: int,
+    validation_fraction: float, settings: dict, rng: np.random.Generator,
+) -> TrainingSet:  # fmt: skip
+    """Balanced samples from up to ``max_tiles`` tiles of ``tile`` bins holding nuclei, their tokens,
+    and a validation mask holding out the rightmost ``validation_fraction`` of them.
+    """
+    h, w = index.shape
+    keep = tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size, method="SSL-CST")
+    margin = int(np.ceil(settings["radius_bins"]))
+    positives, negatives, tokens_pos, tokens_neg, tables, shift = [], [], [], [], [], 0
+    for y0, y1, x0, x1 in keep:
+        pix = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
+        nuc = np.asarray(nuclei[pix[0] : pix[1], pix[2] : pix[3]])
+        shape = (y1 - y0, x1 - x0)
+        eroded = sample_bins(erode_labels(nuc, erosion_px), (0, shape[0], 0, shape[1]), bin_size)
+        nucleus = sample_bins(nuc, (0, shape[0], 0, shape[1]), bin_size)
+        table = BinTable.read(index, (y0 - margin, y1 + margin, x0 - margin, x1 + margin), bin_size=bin_size,
+                              gene_lut=lut)  # fmt: skip
+        expressed = np.zeros(shape, bool)
+        inside = (table.y >= y0) & (table.y < y1) & (table.x >= x0) & (table.x < x1)
+        expressed[table.y[inside] - y0, table.x[inside] - x0] = True
+        bin_stain = _bin_means(np.asarray(stain[pix[0] : pix[1], pix[2] : pix[3]], np.float32), bin_size, shape)
+        pos, neg = select_samples(eroded, nucleus, expressed, bin_stain, (y0, x0), centres,
+                                  negative_distance=negative_distance, dark=dark)  # fmt: skip
+        geometry = token_geometry(table, centres, settings)
+        for kind, out, tok in ((pos, positives, tokens_pos), (neg, negatives, tokens_neg)):
+            found = tokens_of(table, geometry, centres, kind.y, kind.x, settings)
+            tok.append(Neighbourhoods(np.where(found.token_bin >= 0, found.token_bin + shift, -1), found.position,
+                                      found.distance, found.valid))  # fmt: skip
+            out.append(kind)
+        tables.append(table)
+        shift += len(table)
+
+    def cat(parts, cls):
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    all_pos, all_neg = cat(positives, Samples), cat(negatives, Samples)
+    pick_pos, pick_neg = balance(len(all_pos), len(all_neg), max_per_class=max_per_class, rng=rng)
+    rows = np.r_[pick_pos, pick_neg + len(all_pos)]
+    samples = cat([all_pos, all_neg], Samples).subset(rows)
+    tokens = cat(tokens_pos + tokens_neg, Neighbourhoods)
+    tokens = Neighbourhoods(tokens.token_bin[rows], tokens.position[rows], tokens.distance[rows], tokens.valid[rows])
+    cut = np.quantile(samples.x, 1 - validation_fraction)
+    validation = samples.x > cut
+    if not validation.any() or validation.all():
+        validation = np.zeros(len(samples), bool)
+        n_held = max(int(round(len(samples) * validation_fraction)), 1)
+        validation[np.argsort(samples.x, kind="stable")[-n_held:]] = True
+    logger.info("SSL-CST: %d positive and %d negative samples available on %d tiles; %d used (%d held out)",
+                len(all_pos), len(all_neg), len(keep), len(samples), validation.sum())  # fmt: skip
+    return TrainingSet(samples, tokens, BinTable.concat(tables), validation)

@@ -1,0 +1,178 @@
+"""What every segmentation method does around its own science: check and resolve its inputs before
+any work, read the transcripts once, load a saved model, and write the cells.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import dask.array as da
+from spatialdata import SpatialData
+
+from jointseg._core.constants import DEFAULT_CS
+from jointseg._core.outputs import check_outputs_free, write_segmentation
+from jointseg._core.trained_model import TrainedModel
+from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
+from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, select_device
+
+logger = logging.getLogger("jointseg")
+
+M = TypeVar("M", bound=TrainedModel)
+
+
+@dataclass
+class MethodRun:
+    """The resolved inputs of one segmentation run (built by :func:`start_run`).
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData the run reads and writes.
+    method
+        The method's name, for messages and ``uns``.
+    image_key, points_key, nuclei_key
+        The stain (its pixel grid is the output's), the transcripts and the nuclei labels.
+    index
+        The transcripts on the stain's pixel grid.
+    pixel_size_um
+        The stain's pixel size.
+    device
+        The torch device.
+    coordinate_system
+        The coordinate system linking the elements.
+    started
+        :func:`time.perf_counter` when the run started.
+
+    """
+
+    sdata: SpatialData
+    method: str
+    image_key: str
+    points_key: str
+    nuclei_key: str
+    index: TranscriptIndex
+    pixel_size_um: float
+    device: str
+    coordinate_system: str
+    started: float = field(default_factory=time.perf_counter)
+
+    def stain(self, channel: int | str | None = None) -> da.Array:
+        """The stain's full-resolution ``(y, x)`` dask array."""
+        return image_2d(self.sdata, self.image_key, channel=channel).data
+
+    def nuclei(self) -> da.Array:
+        """The nuclei labels' full-resolution ``(y, x)`` dask array."""
+        return labels_2d(self.sdata, self.nuclei_key).data
+
+    def load_model(self, model: M | str | os.PathLike | None, kind: type[M]) -> M | None:
+        """``model`` on the run's device, read from a file if it is a path (None: train one).
+
+        Logs a warning when the model was trained at a pixel size more than 10% away from this
+        slide's: inputs are not resampled.
+        """
+        if model is None:
+            return None
+        model = model.to(self.device) if isinstance(model, kind) else kind.load(model, device=self.device)
+        trained_at = getattr(model, "pixel_size_um", None)
+        if trained_at is not None and abs(self.pixel_size_um / trained_at - 1) > 0.1:
+            logger.warning(
+                "%s model was trained at %.3f um/px; this image has %.3f um/px (inputs are not resampled).",
+                self.method, trained_at, self.pixel_size_um,
+            )  # fmt: skip
+        return model
+
+    def finish(
+        self,
+        labels: da.Array,
+        *,
+        params: dict[str, Any],
+        key_added: str,
+        shapes_key: str,
+        table_key: str,
+        overwrite: bool,
+        link_nuclei: bool = True,
+    ) -> None:
+        """Write the cell labels, their polygons, the count table and the per-transcript cell ids
+        (see :func:`jointseg._core.outputs.write_segmentation`), with ``params`` in ``uns``.
+        """
+        write_segmentation(
+            self.sdata, labels, self.index, image_key=self.image_key, points_key=self.points_key,
+            nuclei_key=self.nuclei_key if link_nuclei and self.nuclei_key in self.sdata.labels else None,
+            labels_key=key_added, shapes_key=shapes_key, table_key=table_key, method=self.method, params=params,
+            coordinate_system=self.coordinate_system, overwrite=overwrite,
+        )  # fmt: skip
+        logger.info("%s: done in %.1f s", self.method, time.perf_counter() - self.started)
+
+
+def start_run(
+    sdata: SpatialData,
+    *,
+    method: str,
+    image_key: str | None,
+    points_key: str | None,
+    nuclei_key: str,
+    outputs: list[str] | None,
+    overwrite: bool = False,
+    needs_nuclei: bool = True,
+    at_least_one: dict[str, int] | None = None,
+    device: str | None = None,
+    channel: int | str | None = None,
+    index_block_size: int = 512,
+    grid_key: str | None = None,
+    coordinate_system: str = DEFAULT_CS,
+) -> MethodRun:
+    """Check a method's inputs before any work, then read the transcripts onto the stain's grid.
+
+    Checks, in order: the image and points keys (see :func:`jointseg._core.utils.resolve_key`), that
+    the ``outputs`` and the points' cell-id column are free (or ``overwrite``; ``outputs=None``
+    for a run that writes nothing, such as training), that the nuclei
+    exist when ``needs_nuclei``, and that every count in ``at_least_one`` is >= 1. The transcript
+    index covers the pixel grid of ``grid_key`` (default: the stain) in buckets of
+    ``index_block_size`` px.
+
+    Raises
+    ------
+    KeyError
+        If a key names no element, or the nuclei are needed and missing.
+    ValueError
+        If an output exists and ``overwrite`` is False, or a count is below 1.
+
+    Examples
+    --------
+    >>> import jointseg as jg
+    >>> sdata = jg.datasets.synthetic(shape=(64, 64), n_cells=3)
+    >>> run = start_run(sdata, method="doc", image_key=None, points_key=None, nuclei_key="nuclei",
+    ...                 outputs=["cells"], overwrite=False, needs_nuclei=False)
+    >>> run.image_key, run.index.shape
+    ('morphology', (64, 64))
+
+    """
+    image_key = resolve_key(sdata, "images", image_key)
+    points_key = resolve_key(sdata, "points", points_key)
+    if outputs is not None:
+        check_outputs_free(sdata, outputs, points_key, overwrite=overwrite)
+    if needs_nuclei and nuclei_key not in sdata.labels:
+        raise KeyError(
+            f"No nuclei labels {nuclei_key!r}: run jg.pp.nuclei(sdata, image_key={image_key!r}) first "
+            f"(available labels: {list(sdata.labels)})."
+        )
+    for name, value in (at_least_one or {}).items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}.")
+    device = select_device(device)
+    if grid_key is None:
+        shape = tuple(int(s) for s in image_2d(sdata, image_key, channel=channel).shape)
+    else:
+        shape = tuple(int(s) for s in labels_2d(sdata, grid_key).shape)
+    started = time.perf_counter()
+    index = build_transcript_index(
+        sdata, points_key, image_key, shape=shape, block_size=index_block_size, coordinate_system=coordinate_system
+    )
+    return MethodRun(
+        sdata, method, image_key, points_key, nuclei_key, index,
+        pixel_size_um(sdata, image_key, coordinate_system), device, coordinate_system, started,
+    )  # fmt: skip

@@ -1,0 +1,108 @@
+"""GeneSegNet's inputs on any window of a slide, and its whole-slide inference: fields averaged over
+overlapping windows block by block, then instances built on the stitched fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+
+from jointseg._core.density import location_map
+from jointseg._core.fields import covering_windows, locked, predict_fields_on_region
+from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise
+from jointseg._core.transcripts import TranscriptIndex
+from jointseg._core.utils import sampled_percentiles
+from jointseg.models import GeneSegNetModel
+from jointseg.seg.genesegnet.postprocess import instances_from_offsets
+
+
+@dataclass(frozen=True)
+class SlideInputs:
+    """Reads GeneSegNet's two input channels on any window of a slide: the stain scaled so its
+    global 1st/99th percentiles go to 0/1 (clipped), and the RNA location map, which is already in
+    [0, 1] and is used as it is.
+    """
+
+    index: TranscriptIndex
+    lo: float
+    hi: float
+    sigma_px: float
+
+    def read(self, stain: np.ndarray, origin: tuple[int, int], region: tuple[int, int, int, int]) -> np.ndarray:
+        """Inputs ``(2, h, w)`` on ``region``, from ``stain`` whose pixel (0, 0) is ``origin``."""
+        y0, y1, x0, x1 = region
+        oy, ox = origin
+        crop = np.asarray(stain[y0 - oy : y1 - oy, x0 - ox : x1 - ox], dtype=np.float32)
+        scaled = np.clip((crop - self.lo) / (self.hi - self.lo), 0, 1)
+        return np.stack([scaled, location_map(self.index, region, sigma=self.sigma_px)])
+
+
+def slide_inputs(stain, index: TranscriptIndex, sigma_px: float) -> SlideInputs:
+    """The :class:`SlideInputs` of a stain (dask array; its percentiles from a subsample) and transcripts."""
+    lo, hi = sampled_percentiles(stain, [1, 99])
+    return SlideInputs(index, float(lo), float(max(hi, lo + 1e-6)), sigma_px)
+
+
+def instance_params(px: float, min_cell_area_um2: float) -> dict:
+    """Instance-building settings in pixels for a pixel size ``px`` (microns)."""
+    return {
+        "min_area": int(round(min_cell_area_um2 / px**2)),
+        "min_distance": max(int(round(2.5 / px)), 1),
+        "vote_sigma": 0.5 / px,
+        "max_vote_distance": 3.0 / px,
+    }
+
+
+def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSegNetModel, window: int, stride: int):
+    return predict_fields_on_region(
+        core,
+        shape,
+        lambda region: inputs.read(stain, origin, region),
+        lambda batch: locked(model.predict, batch),
+        window=window,
+        stride=stride,
+    )
+
+
+def predict_cells(
+    stain,
+    inputs: SlideInputs,
+    model: GeneSegNetModel,
+    *,
+    block_size: int,
+    halo: int,
+    window: int,
+    stride: int,
+    instance_kwargs: dict,
+    nuclei=None,
+):
+    """Lazy cell labels of a whole slide: fields per block on the global window grid, then instances
+    built blockwise on the stitched fields (see :func:`jointseg.seg.segment_blockwise`), with the
+    ``nuclei`` (lazy labels) as cell centres if given, else the peaks of the offset votes.
+    """
+    shape = tuple(int(s) for s in stain.shape)
+    index_node = dask.delayed(inputs, pure=True)  # one graph node, not a copy per task
+    model_node = dask.delayed(model, pure=True)
+
+    def block_fields(blk):
+        y0, y1, x0, x1 = blk.core
+        oys = covering_windows(y0, y1, shape[0], window, stride)
+        oxs = covering_windows(x0, x1, shape[1], window, stride)
+        iy0, iy1 = int(oys[0]), min(int(oys[-1]) + window, shape[0])
+        ix0, ix1 = int(oxs[0]), min(int(oxs[-1]) + window, shape[1])
+        return dask.delayed(_fields_task, pure=True)(
+            stain[iy0:iy1, ix0:ix1], (iy0, ix0), index_node, blk.core, shape, model_node, window, stride
+        )
+
+    fields = array_from_blocks(BlockGrid(shape, block_size, 0), block_fields, dtype=np.float32, leading=(3,))
+    if nuclei is not None:  # float64 holds label ids exactly up to 2**53
+        fields = da.concatenate([fields.astype(np.float64), nuclei.astype(np.float64)[None]], axis=0)
+    return segment_blockwise(fields, _instances_block, block_size=block_size, halo=halo, **instance_kwargs)
+
+
+def _instances_block(fields: np.ndarray, **kwargs) -> np.ndarray:
+    seeds = fields[3].astype(np.int64) if len(fields) > 3 else None
+    return instances_from_offsets(fields[0], fields[1:3], seeds=seeds, **kwargs)
