@@ -9,12 +9,14 @@ from jointseg._core.fields import sliding_window_average
 from jointseg._core.shapes import labels_to_shapes
 from jointseg._core.tiling import BlockGrid, segment_blockwise
 from jointseg.seg.expand import expand_nuclei
-from jointseg.seg.genesegnet import genesegnet, train_genesegnet
-from jointseg.seg.segjointgene import segjointgene
+from jointseg.seg.genesegnet import GeneSegNetConfig, genesegnet, train_genesegnet
+from jointseg.seg.segjointgene import SegJointGeneConfig, segjointgene, train_segjointgene
 from jointseg.seg.sslcst import sslcst
 
 __all__ = [
     "BlockGrid",
+    "GeneSegNetConfig",
+    "SegJointGeneConfig",
     "expand_nuclei",
     "genesegnet",
     "grow_nuclei",
@@ -24,4 +26,5 @@ __all__ = [
     "sliding_window_average",
     "sslcst",
     "train_genesegnet",
+    "train_segjointgene",
 ]

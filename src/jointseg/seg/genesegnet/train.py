@@ -29,7 +29,8 @@ from jointseg._core.fields import sliding_window_average
 from jointseg._core.method_run import MethodRun
 from jointseg._core.training import fit, tiles_with_nuclei
 from jointseg.metrics._instances import match_instances
-from jointseg.models import GeneSegNetModel, ResidualUNet, UNetConfig
+from jointseg.models import GeneSegNetModel, ResidualUNet
+from jointseg.seg.genesegnet.config import GeneSegNetConfig
 from jointseg.seg.genesegnet.infer import instance_params, slide_inputs
 from jointseg.seg.genesegnet.postprocess import centre_offsets, instances_from_offsets
 
@@ -253,38 +254,28 @@ def train_on_slide(
     run: MethodRun,
     *,
     channel: int | str | None,
-    prior_expansion_um: float,
-    min_density_per_um2: float,
-    sigma_um: float,
-    config: UNetConfig | None,
+    config: GeneSegNetConfig,
     steps: int,
     max_rounds: int,
-    stop_iou: float,
-    batch_size: int,
-    crop_size: int,
-    lr: float,
-    tile_size: int,
-    max_tiles: int,
+    prior_expansion_um: float,
     min_cell_area_um2: float,
     centres: str,
     seed: int,
     progress: bool,
 ) -> GeneSegNetModel:
     """Self-train a new GeneSegNet on the slide of ``run`` (see :func:`jointseg.seg.train_genesegnet`):
-    round-0 labels on up to ``max_tiles`` tiles holding nuclei, then :func:`self_train`.
+    round-0 labels on up to ``config.max_tiles`` tiles holding nuclei, then :func:`self_train`.
     """
-    device, index = run.device, run.index
-    stain = run.stain(channel)
-    nuclei = run.nuclei()
+    device, index, px, nuclei, stain = run.device, run.index, run.pixel_size_um, run.nuclei(), run.stain(channel)
+    sigma_um, tile_size, crop_size = config.sigma_um, config.tile_size, config.crop_size
+    min_count = config.min_density_per_um2 * px**2
     shape = tuple(int(s) for s in stain.shape)
-    px = run.pixel_size_um
     inputs_reader = slide_inputs(stain, index, sigma_um / px)
     rng = np.random.default_rng(seed)
-    tiles = tiles_with_nuclei(nuclei, tile_size, max_tiles=max_tiles, rng=rng, method="GeneSegNet")
+    tiles = tiles_with_nuclei(nuclei, tile_size, max_tiles=config.max_tiles, rng=rng, method="GeneSegNet")
     distance = prior_expansion_um / px
     halo = int(np.ceil(distance)) + 2
     inputs, labels, seeds, foreground = [], [], [], []
-    min_count = min_density_per_um2 * px**2
     for y0, y1, x0, x1 in tiles:
         ext = (max(y0 - halo, 0), min(y1 + halo, shape[0]), max(x0 - halo, 0), min(x1 + halo, shape[1]))
         nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
@@ -294,15 +285,17 @@ def train_on_slide(
         seeds.append(nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]])
         inputs.append(inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1)))
     torch.manual_seed(seed)  # initial weights
-    model = GeneSegNetModel.new(config or UNetConfig(), sigma_um=sigma_um, pixel_size_um=px, device=device)
+    model = GeneSegNetModel.new(config.network, sigma_um=sigma_um, pixel_size_um=px, device=device)
     crop = min(crop_size, tile_size)
     params = TrainingParams(
         steps=steps,
         max_rounds=max_rounds,
-        stop_iou=stop_iou,
-        batch_size=batch_size,
+        stop_iou=config.stop_iou,
+        batch_size=config.batch_size,
         crop=crop - crop % model.network.multiple,
-        lr=lr,
+        lr=config.lr,
+        window=config.window,
+        stride=config.stride,
     )
     logger.info("GeneSegNet: training on %d tiles of %d px (%s), %d steps x up to %d rounds", len(tiles), tile_size,
                 device, steps, max_rounds)  # fmt: skip

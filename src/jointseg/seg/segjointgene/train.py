@@ -19,9 +19,11 @@ from torch.nn import functional as F
 
 from jointseg._core.expansion import expand_block
 from jointseg._core.genes import sample_bins
+from jointseg._core.method_run import MethodRun
 from jointseg._core.training import fit, tiles_with_nuclei
-from jointseg.models import BinnedCounts, SegJointGeneModel, bin_transcripts
+from jointseg.models import BinnedCounts, SegJointGeneModel, SemanticConfig, bin_transcripts
 from jointseg.seg.segjointgene.cid import CIDParams, cid_tile
+from jointseg.seg.segjointgene.config import SegJointGeneConfig
 from jointseg.seg.segjointgene.postprocess import grow_by_type
 
 logger = logging.getLogger("jointseg")
@@ -326,3 +328,52 @@ def training_tiles(
         counts = bin_transcripts(index, (y0, y1, x0, x1), bin_size=bin_size, gene_lut=lut)
         tiles.append(TrainingTile(counts, sample_bins(nuclei, (y0, y1, x0, x1), bin_size), labels))
     return tiles
+
+
+def train_on_slide(
+    run: MethodRun,
+    *,
+    config: SegJointGeneConfig,
+    genes: list[str],
+    lut: np.ndarray,
+    type_of: np.ndarray,
+    type_names: list[str],
+    steps: int,
+    max_rounds: int,
+    cid_top: float,
+    fill: bool,
+    prior_expansion_um: float,
+    max_expansion_um: float,
+    seed: int,
+    progress: bool,
+) -> SegJointGeneModel:
+    """Train a new SegJointGene on the slide of ``run`` (see :func:`jointseg.seg.train_segjointgene`):
+    warm-up tiles of nuclei grown into the transcript foreground, then :func:`joint_refinement`.
+    """
+    px, device = run.pixel_size_um, run.device
+    bin_size = max(int(round(config.bin_um / px)), 1)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    network = SemanticConfig(
+        n_genes=len(genes), n_types=len(type_names), sigma_bins=config.gene_sigma_um / (bin_size * px),
+        widths=config.widths, embedding=config.widths[0],
+    )  # fmt: skip
+    model = SegJointGeneModel.new(network, genes=genes, types=type_names, bin_size=bin_size, pixel_size_um=px,
+                                  device=device)  # fmt: skip
+    multiple = model.network.multiple
+    tile = max(int(round(config.tile_um / (bin_size * px))) // multiple, 1) * multiple
+    tiles = training_tiles(
+        run.index, run.nuclei(), lut, bin_size=bin_size, tile=tile, max_tiles=config.max_tiles,
+        prior_px=prior_expansion_um / px, density_sigma_px=2.0 / px, min_count=config.min_density_per_um2 * px**2,
+        rng=rng,
+    )  # fmt: skip
+    params = JointParams(
+        steps=steps, max_iterations=max_rounds, cid_top=cid_top, confidence=config.confidence,
+        max_distance=max_expansion_um / (bin_size * px), cid_windows=config.cid_windows, fill=fill,
+        crop=min(64, tile),
+    )  # fmt: skip
+    cid_params = CIDParams(steps=config.cid_steps, samples=config.cid_samples)
+    log = joint_refinement(model, tiles, type_of, params, cid_params, seed=seed, progress=progress)
+    log.update({"n_tiles": len(tiles), "tile_bins": tile, "device": device})
+    model.training_log = log
+    return model
