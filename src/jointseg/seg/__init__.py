@@ -11,11 +11,12 @@ from jointseg._core.tiling import BlockGrid, segment_blockwise
 from jointseg.seg.expand import expand_nuclei
 from jointseg.seg.genesegnet import GeneSegNetConfig, genesegnet, train_genesegnet
 from jointseg.seg.segjointgene import SegJointGeneConfig, segjointgene, train_segjointgene
-from jointseg.seg.sslcst import sslcst
+from jointseg.seg.sslcst import SSLCSTConfig, sslcst, train_sslcst
 
 __all__ = [
     "BlockGrid",
     "GeneSegNetConfig",
+    "SSLCSTConfig",
     "SegJointGeneConfig",
     "expand_nuclei",
     "genesegnet",
@@ -27,4 +28,5 @@ __all__ = [
     "sslcst",
     "train_genesegnet",
     "train_segjointgene",
+    "train_sslcst",
 ]

@@ -15,11 +15,21 @@ from scipy import ndimage as ndi
 from torch.nn import functional as F
 
 from jointseg._core.genes import sample_bins
+from jointseg._core.method_run import MethodRun
 from jointseg._core.training import fit, tiles_with_nuclei
 from jointseg._core.transcripts import TranscriptIndex
-from jointseg.models import SSLCSTModel
+from jointseg._core.utils import sampled_percentiles
+from jointseg.models import SSLCSTModel, TransformerConfig
+from jointseg.seg.sslcst.config import SSLCSTConfig
 from jointseg.seg.sslcst.postprocess import direction_class
-from jointseg.seg.sslcst.tokens import BinTable, Neighbourhoods, NucleusCentres, token_geometry, tokens_of
+from jointseg.seg.sslcst.tokens import (
+    BinTable,
+    Neighbourhoods,
+    NucleusCentres,
+    token_geometry,
+    token_settings,
+    tokens_of,
+)
 
 logger = logging.getLogger("jointseg")
 
@@ -288,3 +298,46 @@ def training_set(
     logger.info("SSL-CST: %d positive and %d negative samples available on %d tiles; %d used (%d held out)",
                 len(all_pos), len(all_neg), len(keep), len(samples), validation.sum())  # fmt: skip
     return TrainingSet(samples, tokens, BinTable.concat(tables), validation)
+
+
+def train_on_slide(
+    run: MethodRun,
+    *,
+    channel: int | str | None,
+    config: SSLCSTConfig,
+    genes: list[str],
+    lut: np.ndarray,
+    bin_size: int,
+    centres: NucleusCentres,
+    steps: int,
+    patience: int,
+    negative_distance_um: float,
+    distance_dropout: float,
+    seed: int,
+    progress: bool,
+) -> SSLCSTModel:
+    """Train a new SSL-CST on the slide of ``run`` (see :func:`jointseg.seg.train_sslcst`): balanced
+    samples from tiles holding nuclei, then :func:`train_transformer`.
+    """
+    px, stain = run.pixel_size_um, run.stain(channel)
+    bin_um = bin_size * px
+    torch.manual_seed(seed)
+    model = SSLCSTModel.new(
+        TransformerConfig(n_genes=len(genes), dim=config.dim, layers=config.layers, heads=config.heads),
+        genes=genes, bin_size=bin_size, pixel_size_um=px, n_neighbours=config.n_neighbours,
+        radius_bins=config.radius_um / bin_um, distance_scale_um=config.distance_scale_um, device=run.device,
+    )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    dark = float(sampled_percentiles(stain, [100 * config.dark_quantile])[0])
+    data = training_set(
+        run.index, stain, run.nuclei(), lut, centres, bin_size=bin_size,
+        tile=max(int(round(config.tile_um / bin_um)), 8), max_tiles=config.max_tiles,
+        erosion_px=int(round(config.erosion_um / px)),
+        negative_distance=negative_distance_um / bin_um, dark=dark, max_per_class=config.max_samples,
+        validation_fraction=config.validation_fraction, settings=token_settings(model), rng=rng,
+    )  # fmt: skip
+    params = SSLCSTParams(max_steps=steps, batch_size=config.batch_size, lr=config.lr, patience=patience,
+                          distance_dropout=distance_dropout)  # fmt: skip
+    model.training_log = train_transformer(model, data, params, seed=seed, progress=progress)
+    model.training_log.update({"device": run.device, "n_positive": int(data.samples.foreground.sum())})
+    return model
