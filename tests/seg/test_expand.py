@@ -1,18 +1,6 @@
 import numpy as np
-import pytest
 
 import jointseg as jg
-
-
-def test_outputs_are_linked(segmented):
-    labels, shapes, table = segmented["cell_labels"], segmented["cell_boundaries"], segmented["table"]
-    ids = np.unique(labels.values)[1:]
-    np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
-    assert list(shapes.index) == list(table.obs_names) == [str(i) for i in ids]
-    assert table.uns["jointseg"]["cell_labels"]["method"] == "expand_nuclei"
-    assert (table.obs["nucleus_id"] > 0).all()
-    pts = segmented["transcripts"].compute()
-    assert pts["jg_cell_id"].isin(np.r_[0, ids]).all()
 
 
 def test_polygons_agree_with_lookup(segmented):
@@ -59,12 +47,3 @@ def test_grow_nuclei_respects_foreground():
     fg[2, :] = True
     out = jg.seg.grow_nuclei(nuc, fg, distance=2)
     assert (out[2] == 1).all() and out.sum() == 5
-
-
-def test_needs_nuclei_and_refuses_overwrite(synth):
-    with pytest.raises(KeyError, match=r"run jg\.pp\.nuclei"):
-        jg.seg.expand_nuclei(synth, image_key="morphology", points_key="transcripts")
-    jg.pp.nuclei(synth, image_key="morphology")
-    jg.seg.expand_nuclei(synth, image_key="morphology", points_key="transcripts")
-    with pytest.raises(ValueError, match="already exists"):
-        jg.seg.expand_nuclei(synth, image_key="morphology", points_key="transcripts")

@@ -38,7 +38,9 @@ block_size
 device
     Torch device (default: cuda, then mps, then cpu).
 seed
-    Seed of everything random in training: the same seed on the same device gives the same cells."""
+    Seed of everything random in training: the same seed on the same device gives the same model
+    and cells (exactly on one CPU thread; on several, some torch kernels sum in varying order,
+    which can change the last digits of SSL-CST's weights)."""
 
 _outputs = """\
 key_added, shapes_key, table_key

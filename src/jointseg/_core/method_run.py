@@ -33,7 +33,9 @@ class MethodRun:
     sdata
         The SpatialData the run reads and writes.
     method
-        The method's name, for messages and ``uns``.
+        The method's public function name, recorded in ``uns``.
+    title
+        The method's name in messages.
     image_key, points_key, nuclei_key
         The stain (its pixel grid is the output's), the transcripts and the nuclei labels.
     index
@@ -51,6 +53,7 @@ class MethodRun:
 
     sdata: SpatialData
     method: str
+    title: str
     image_key: str
     points_key: str
     nuclei_key: str
@@ -81,7 +84,7 @@ class MethodRun:
         if trained_at is not None and abs(self.pixel_size_um / trained_at - 1) > 0.1:
             logger.warning(
                 "%s model was trained at %.3f um/px; this image has %.3f um/px (inputs are not resampled).",
-                self.method, trained_at, self.pixel_size_um,
+                self.title, trained_at, self.pixel_size_um,
             )  # fmt: skip
         return model
 
@@ -105,13 +108,14 @@ class MethodRun:
             labels_key=key_added, shapes_key=shapes_key, table_key=table_key, method=self.method, params=params,
             coordinate_system=self.coordinate_system, overwrite=overwrite,
         )  # fmt: skip
-        logger.info("%s: done in %.1f s", self.method, time.perf_counter() - self.started)
+        logger.info("%s: done in %.1f s", self.title, time.perf_counter() - self.started)
 
 
 def start_run(
     sdata: SpatialData,
     *,
     method: str,
+    title: str | None = None,
     image_key: str | None,
     points_key: str | None,
     nuclei_key: str,
@@ -173,6 +177,6 @@ def start_run(
         sdata, points_key, image_key, shape=shape, block_size=index_block_size, coordinate_system=coordinate_system
     )
     return MethodRun(
-        sdata, method, image_key, points_key, nuclei_key, index,
+        sdata, method, title or method, image_key, points_key, nuclei_key, index,
         pixel_size_um(sdata, image_key, coordinate_system), device, coordinate_system, started,
     )  # fmt: skip

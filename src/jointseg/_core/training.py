@@ -75,11 +75,10 @@ def fit(
 
     """
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = (
-        torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
-        if one_cycle
-        else None
-    )
+    schedule = None
+    if one_cycle:
+        warmup = 0.2 if steps == 10 else 0.1  # torch's OneCycleLR divides by zero for a one-step warm-up
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=warmup)
     mixed = str(device).startswith("cuda")
     log, best_state, since_best = FitLog(), None, 0
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)

@@ -3,7 +3,6 @@ import pandas as pd
 import pytest
 
 import jointseg as jg
-from jointseg.models import SegJointGeneModel
 
 FAST = {"progress": False, "min_nucleus_counts": 3, "seed": 0}
 
@@ -84,24 +83,6 @@ def test_beats_expansion_by_the_same_distance_on_ground_truth(trained):
     assert ours > jg.metrics.instance_scores(baseline["cell_labels"].values, truth)["mean_iou"]
 
 
-def test_saved_model_reproduces_and_tiles_seamlessly(trained):
-    sdata, path = trained
-    model = SegJointGeneModel.load(path)
-    assert model.types == sdata["table"].uns["jointseg"]["cell_labels"]["cid_types"]
-    reference = sdata["cell_labels"].values
-    jg.seg.segjointgene(sdata, model=path, key_added="again", shapes_key="again_shapes", table_key="again_table",
-                        overwrite=True, block_size=4096, max_expansion_um=3.0, **FAST)  # fmt: skip
-    np.testing.assert_array_equal(sdata["again"].values, reference)
-    keys = {"key_added": "tiled", "shapes_key": "tiled_shapes", "table_key": "tiled_table"}
-    jg.seg.segjointgene(sdata, model=model, **keys, overwrite=True, block_size=160, max_cell_diameter_um=15,
-                        max_expansion_um=3.0, **FAST)  # fmt: skip
-    tiled = sdata["tiled"].values
-    assert (
-        jg.metrics.instance_scores(tiled, reference)["mean_iou"] >= 0.99
-        and jg.metrics.instance_scores(reference, tiled)["mean_iou"] >= 0.99
-    )
-
-
 def test_no_gene_passes_the_filter():
     sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=6, seed=1)
     jg.pp.nuclei(sdata, image_key="morphology")
@@ -117,23 +98,8 @@ def test_single_cell_type_is_refused():
     assert "cell_labels" not in sdata.labels
 
 
-def test_needs_nuclei_and_valid_options():
+def test_cid_top_is_a_share():
     sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=6, seed=1)
-    with pytest.raises(KeyError, match=r"jg\.pp\.nuclei"):
-        jg.seg.segjointgene(sdata, **FAST)
     jg.pp.nuclei(sdata, image_key="morphology")
     with pytest.raises(ValueError, match="cid_top"):
         jg.seg.segjointgene(sdata, cid_top=0, **FAST)
-    with pytest.raises(ValueError, match="steps"):
-        jg.seg.segjointgene(sdata, steps=0, **FAST)
-
-
-def test_same_seed_same_training():
-    runs = []
-    for _ in range(2):
-        sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=20, seed=6)
-        jg.pp.nuclei(sdata, image_key="morphology")
-        jg.seg.segjointgene(sdata, steps=20, max_iterations=1, cid_steps=5, **FAST)
-        runs.append((sdata["cell_labels"].values.copy(), sdata["table"].varm["jg_cid_by_type"].copy()))
-    np.testing.assert_array_equal(runs[0][0], runs[1][0])
-    np.testing.assert_array_equal(runs[0][1], runs[1][1])

@@ -96,7 +96,8 @@ def train_genesegnet(
     _check_centres(centres)
     config = _config(config, legacy, "train_genesegnet")
     run = start_run(
-        sdata, method="GeneSegNet", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, outputs=None,
+        sdata, method="genesegnet", title="GeneSegNet",
+        image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, outputs=None,
         at_least_one={"steps": steps, "max_rounds": max_rounds}, device=device, channel=channel,
         coordinate_system=coordinate_system,
     )  # fmt: skip
@@ -191,7 +192,8 @@ def genesegnet(
     _check_centres(centres)
     config = _config(config, legacy, "genesegnet")
     run = start_run(
-        sdata, method="GeneSegNet", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        sdata, method="genesegnet", title="GeneSegNet",
+        image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
         outputs=[key_added, shapes_key, table_key], overwrite=overwrite,
         needs_nuclei=model is None or centres == "nuclei",
         at_least_one={"steps": steps, "max_rounds": max_rounds} if model is None else None, device=device,

@@ -122,7 +122,8 @@ def train_segjointgene(
     config, renamed = _config(config, legacy, "train_segjointgene")
     max_rounds = renamed.get("max_rounds", max_rounds)
     run = start_run(
-        sdata, method="SegJointGene", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        sdata, method="segjointgene", title="SegJointGene",
+        image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
         outputs=None, at_least_one={"steps": steps, "max_rounds": max_rounds}, device=device,
         coordinate_system=coordinate_system,
     )  # fmt: skip
@@ -231,7 +232,8 @@ def segjointgene(
     config, renamed = _config(config, legacy, "segjointgene")
     max_rounds = renamed.get("max_rounds", max_rounds)
     run = start_run(
-        sdata, method="SegJointGene", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        sdata, method="segjointgene", title="SegJointGene",
+        image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
         outputs=[key_added, shapes_key, table_key], overwrite=overwrite,
         at_least_one={"steps": steps, "max_rounds": max_rounds}, device=device, coordinate_system=coordinate_system,
     )  # fmt: skip

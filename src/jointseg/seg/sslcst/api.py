@@ -98,7 +98,8 @@ def train_sslcst(
     """
     config = resolve_config(SSLCSTConfig, config, legacy, method="train_sslcst")
     run = start_run(
-        sdata, method="SSL-CST", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, outputs=None,
+        sdata, method="sslcst", title="SSL-CST",
+        image_key=image_key, points_key=points_key, nuclei_key=nuclei_key, outputs=None,
         at_least_one={"steps": steps}, device=device, channel=channel, coordinate_system=coordinate_system,
     )  # fmt: skip
     genes, lut, bin_size, centres = _slide_bins(run, None, config)
@@ -204,7 +205,8 @@ def sslcst(
         sdata = deepcopy(sdata)
     config = resolve_config(SSLCSTConfig, config, legacy, method="sslcst")
     run = start_run(
-        sdata, method="SSL-CST", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        sdata, method="sslcst", title="SSL-CST",
+        image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
         outputs=[key_added, shapes_key, table_key], overwrite=overwrite,
         at_least_one={"steps": steps, "stride": stride}, device=device, channel=channel,
         coordinate_system=coordinate_system,
