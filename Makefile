@@ -21,7 +21,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/lint-imports  # the layers and method independence of DESIGN.md (pyproject.toml)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --doctest-modules src/jointseg tests  # docstring examples run too
 
 test-slow: install
 	$(PY) -m pytest -m slow -q

@@ -68,9 +68,9 @@ def train(path: str, model: str) -> None:
         target_coordinate_system="global",
     )  # fmt: skip
     jg.pp.nuclei(sdata, image_key="morphology")
+    short = jg.seg.SegJointGeneConfig(cid_windows=2, cid_steps=5, cid_samples=1, max_tiles=8)
     jg.seg.segjointgene(sdata, image_key="morphology", points_key="transcripts", save_model=model, device="cpu",
-                        steps=60, max_iterations=1, cid_windows=2, cid_steps=5, cid_samples=1, max_tiles=8,
-                        progress=False)  # fmt: skip
+                        steps=60, max_rounds=1, config=short, progress=False)  # fmt: skip
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:

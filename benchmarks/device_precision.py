@@ -30,7 +30,7 @@ import jointseg as jg
 
 SHORT = {
     "genesegnet": {"steps": 60, "max_rounds": 1},
-    "segjointgene": {"steps": 60, "max_iterations": 1, "cid_windows": 2, "cid_steps": 5},
+    "segjointgene": {"steps": 60, "max_rounds": 1, "config": jg.seg.SegJointGeneConfig(cid_windows=2, cid_steps=5)},
     "sslcst": {"steps": 150},
 }
 

@@ -50,7 +50,9 @@ coordinate_system
 overwrite
     Replace existing elements of these names (and the points' ``jg_cell_id`` column).
 copy
-    Work on a copy and return it, leaving ``sdata`` unchanged.
+    Work on a copy and return it, leaving ``sdata`` unchanged."""
+
+_progress = """\
 progress
     Show progress bars."""
 
@@ -70,5 +72,6 @@ d = DocstringProcessor(
     config=_config,
     run=_run,
     outputs=_outputs,
+    progress=_progress,
     segmentation_returns=_segmentation_returns,
 )

@@ -13,11 +13,13 @@ from jointseg._core.constants import (
     NUCLEI_KEY,
     TABLE_KEY,
 )
+from jointseg._core.docs import d
 from jointseg._core.expansion import expand_block
 from jointseg._core.method_run import start_run
 from jointseg._core.tiling import BlockGrid, array_from_blocks
 
 
+@d.dedent
 def expand_nuclei(
     sdata: SpatialData,
     *,
@@ -44,31 +46,20 @@ def expand_nuclei(
 
     Parameters
     ----------
-    sdata
-        SpatialData with the stain, the transcripts and the nuclei from :func:`jointseg.pp.nuclei`.
-    image_key, points_key
-        The stain (output pixel grid) and the transcripts.
-    nuclei_key
-        Nuclei labels (on the stain's pixel grid).
+    %(inputs)s
     max_distance_um
         Largest growth from a nucleus border, in ``coordinate_system`` units.
     min_density_per_um2
         Transcript-density floor of the foreground; 0 grows into every pixel.
     density_sigma_um
         Blur of the transcript density.
-    key_added, shapes_key, table_key
-        Names of the new labels, shapes and table.
     block_size
-        Block edge in pixels.
-    coordinate_system
-        Coordinate system that links the elements and gives the units.
-    overwrite, copy
-        See :func:`jointseg.pp.nuclei`.
+        Block edge in pixels; memory is bounded by it.
+    %(outputs)s
 
     Returns
     -------
-    None, or the new SpatialData if ``copy``. Adds labels ``key_added``, shapes ``shapes_key`` and
-    table ``table_key`` (see :func:`jointseg.tl.aggregate`), and a ``cell_id`` column to the points.
+    %(segmentation_returns)s
 
     Examples
     --------

@@ -4,7 +4,7 @@ import pytest
 import jointseg as jg
 from jointseg.models import GeneSegNetModel, UNetConfig
 
-SMALL_NET = UNetConfig(widths=(8, 16, 32))
+SMALL_NET = jg.seg.GeneSegNetConfig(network=UNetConfig(widths=(8, 16, 32)))
 FAST = {"steps": 4, "max_rounds": 1, "progress": False, "config": SMALL_NET}
 
 

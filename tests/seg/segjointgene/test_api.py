@@ -4,7 +4,7 @@ import pytest
 
 import jointseg as jg
 
-FAST = {"progress": False, "min_nucleus_counts": 3, "seed": 0}
+FAST = {"progress": False, "config": jg.seg.SegJointGeneConfig(min_nucleus_counts=3), "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def trained(tmp_path_factory):
                                   background_transcripts=3000)  # fmt: skip
     jg.pp.nuclei(sdata, image_key="morphology")
     path = tmp_path_factory.mktemp("sjg") / "model.pt"
-    jg.seg.segjointgene(sdata, steps=150, max_iterations=2, max_expansion_um=3.0, save_model=path, **FAST)
+    jg.seg.segjointgene(sdata, steps=150, max_rounds=2, max_expansion_um=3.0, save_model=path, **FAST)
     return sdata, path
 
 
@@ -87,7 +87,7 @@ def test_no_gene_passes_the_filter():
     sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=6, seed=1)
     jg.pp.nuclei(sdata, image_key="morphology")
     with pytest.raises(ValueError, match="No gene has >= 100000 transcripts"):
-        jg.seg.segjointgene(sdata, min_gene_counts=100_000, **FAST)
+        jg.seg.segjointgene(sdata, **{**FAST, "config": jg.seg.SegJointGeneConfig(min_gene_counts=100_000)})
 
 
 def test_single_cell_type_is_refused():

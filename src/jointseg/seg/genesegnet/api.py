@@ -171,6 +171,7 @@ def genesegnet(
     %(config)s
     %(run)s
     %(outputs)s
+    %(progress)s
 
     Returns
     -------

@@ -204,6 +204,7 @@ def segjointgene(
     %(config)s
     %(run)s
     %(outputs)s
+    %(progress)s
 
     Returns
     -------

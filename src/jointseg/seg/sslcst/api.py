@@ -185,6 +185,7 @@ def sslcst(
     %(config)s
     %(run)s
     %(outputs)s
+    %(progress)s
 
     Returns
     -------
