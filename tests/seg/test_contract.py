@@ -142,13 +142,22 @@ def test_saved_model_reproduces(name, slide, models):
     np.testing.assert_array_equal(in_memory, from_file)
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_distributed_equals_threaded(name, slide, models):
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes, started once for every method."""
     distributed = pytest.importorskip("distributed")
-    threaded = _segment(name, slide, models, block_size=128)["cell_labels"].values
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB") as cluster:
-        with distributed.Client(cluster):
-            on_cluster = _segment(name, slide, models, block_size=128)["cell_labels"].values
+        yield cluster
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_distributed_equals_threaded(name, slide, models, cluster):
+    import distributed
+
+    threaded = _segment(name, slide, models, block_size=128)["cell_labels"].values
+    with distributed.Client(cluster) as client, distributed.get_task_stream(client) as stream:
+        on_cluster = _segment(name, slide, models, block_size=128)["cell_labels"].values
+    assert {task["worker"] for task in stream.data}  # tasks ran on the cluster's workers
     np.testing.assert_array_equal(threaded, on_cluster)
 
 
