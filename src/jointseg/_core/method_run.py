@@ -97,14 +97,13 @@ class MethodRun:
         shapes_key: str,
         table_key: str,
         overwrite: bool,
-        link_nuclei: bool = True,
     ) -> None:
         """Write the cell labels, their polygons, the count table and the per-transcript cell ids
         (see :func:`jointseg._core.outputs.write_segmentation`), with ``params`` in ``uns``.
         """
         write_segmentation(
             self.sdata, labels, self.index, image_key=self.image_key, points_key=self.points_key,
-            nuclei_key=self.nuclei_key if link_nuclei and self.nuclei_key in self.sdata.labels else None,
+            nuclei_key=self.nuclei_key if self.nuclei_key in self.sdata.labels else None,
             labels_key=key_added, shapes_key=shapes_key, table_key=table_key, method=self.method, params=params,
             coordinate_system=self.coordinate_system, overwrite=overwrite,
         )  # fmt: skip
