@@ -107,6 +107,20 @@ def array_from_blocks(
     return da.block([rows] if leading else rows)
 
 
+def with_labels(fields: da.Array, labels: da.Array) -> da.Array:
+    """Fields ``(C, h, w)`` with a label image appended as channel ``C``, for a
+    :func:`segment_blockwise` function that needs both (float64 holds label ids exactly up to 2**53).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> with_labels(da.zeros((2, 4, 4), chunks=2), da.ones((4, 4), dtype=int, chunks=4)).shape
+    (3, 4, 4)
+
+    """
+    return da.concatenate([fields.astype(np.float64), labels.astype(np.float64).rechunk(fields.chunks[1:])[None]])
+
+
 def bins_to_pixels(binned: da.Array, bin_size: int, shape: tuple[int, int]) -> da.Array:
     """Lazy ``(y, x)`` array of a coarse grid brought to the pixels of an image of ``shape``: each
     bin's value on its ``bin_size x bin_size`` pixels.

@@ -7,12 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dask
-import dask.array as da
 import numpy as np
 
 from jointseg._core.density import location_map
 from jointseg._core.fields import covering_windows, locked, predict_fields_on_region
-from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise
+from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise, with_labels
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg._core.utils import sampled_percentiles
 from jointseg.models import GeneSegNetModel
@@ -98,8 +97,8 @@ def predict_cells(
         )
 
     fields = array_from_blocks(BlockGrid(shape, block_size, 0), block_fields, dtype=np.float32, leading=(3,))
-    if nuclei is not None:  # float64 holds label ids exactly up to 2**53
-        fields = da.concatenate([fields.astype(np.float64), nuclei.astype(np.float64)[None]], axis=0)
+    if nuclei is not None:
+        fields = with_labels(fields, nuclei)
     return segment_blockwise(fields, _instances_block, block_size=block_size, halo=halo, **instance_kwargs)
 
 

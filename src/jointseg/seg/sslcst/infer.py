@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from jointseg._core.fields import locked
-from jointseg._core.tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise
+from jointseg._core.tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise, with_labels
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg.models import SSLCSTModel
 from jointseg.seg.sslcst.postprocess import class_vectors, direction_prior, flow_cells
@@ -118,7 +118,7 @@ def predict_sslcst_cells(
     )
     at_bins = nuclei[b // 2 :: b, b // 2 :: b]
     at_bins = da.pad(at_bins, ((0, grid[0] - at_bins.shape[0]), (0, grid[1] - at_bins.shape[1])))
-    # float64 holds nucleus ids exactly up to 2**53
-    stack = da.concatenate([fields.astype(np.float64), at_bins.astype(np.float64).rechunk(fields.chunks[1:])[None]])
-    labels = segment_blockwise(stack, _flow_block, block_size=bins, halo=halo_bins, **flow_kwargs)
+    labels = segment_blockwise(
+        with_labels(fields, at_bins), _flow_block, block_size=bins, halo=halo_bins, **flow_kwargs
+    )
     return bins_to_pixels(labels, b, (h, w))
