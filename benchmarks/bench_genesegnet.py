@@ -18,7 +18,8 @@ import numpy as np
 import jointseg as jg
 from jointseg._core.tiling import BlockGrid, segment_blockwise
 from jointseg._core.transcripts import build_transcript_index
-from jointseg._core.utils import image_2d, labels_2d, pixel_size_um
+from jointseg._core.units import pixel_size_um
+from jointseg._core.utils import image_2d, labels_2d
 from jointseg.seg.genesegnet.infer import _fields_task, _instances_block, instance_params, slide_inputs
 
 parser = argparse.ArgumentParser()

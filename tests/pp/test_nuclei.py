@@ -1,10 +1,17 @@
+import logging
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 from skimage import feature, filters, measure, segmentation
+from skimage.transform import rescale
+from spatialdata import SpatialData
+from spatialdata.models import Image2DModel
 from spatialdata.transformations import get_transformation
 
 import jointseg as jg
+from jointseg._core.nucleus_scale import REFERENCE_NUCLEUS_WIDTH_UM
+from jointseg.pp._nuclei import NucleiParams
 
 
 def _otsu_watershed(image):
@@ -73,3 +80,30 @@ def test_blank_image_gives_no_nuclei(synth):
     synth["morphology"].data[:] = 100
     jg.pp.nuclei(synth, image_key="morphology")
     assert synth["nuclei"].values.max() == 0
+
+
+@pytest.mark.parametrize("zoom", [0.5, 1.0, 2.0])
+def test_an_image_without_units_gives_the_same_nuclei_at_any_zoom(zoom, caplog):
+    """No pixel size anywhere: it is estimated from the nuclei, so a rescaled image gives the same nuclei."""
+    truth = jg.datasets.synthetic(shape=(768, 768), n_cells=70, seed=4, nucleus_radius_px=(14, 24),
+                                  min_centre_distance_px=34, cell_expansion_px=(10, 30))  # fmt: skip
+    image = rescale(truth["morphology"].values[0].astype(np.float32), zoom, order=1, preserve_range=True)
+    true_nuclei = rescale(truth["true_nuclei"].values, zoom, order=0, preserve_range=True, anti_aliasing=False)
+    sdata = SpatialData(images={"dapi": Image2DModel.parse(image[np.newaxis].astype(np.uint16), dims=("c", "y", "x"))})
+    with caplog.at_level(logging.WARNING, logger="jointseg"):
+        jg.pp.nuclei(sdata)
+    assert "estimated" in caplog.text
+    # The estimated pixel size follows the zoom (the nuclei are ~7 um wide at 0.2125 um/px).
+    assert jg.pp.microns_per_unit(sdata) * zoom == pytest.approx(0.2125 * 5.7 / 7.3, rel=0.15)
+    assert jg.metrics.instance_scores(sdata["nuclei"].values, true_nuclei.astype(np.int32))["f1"] >= 0.85
+
+
+def test_wide_nuclei_scale_the_filters():
+    """Nuclei 4x wider than usual (cultured cells) at a known pixel size: filters follow, nuclei are not split."""
+    sdata = jg.datasets.synthetic(shape=(768, 768), n_cells=25, seed=5, nucleus_radius_px=(40, 60),
+                                  min_centre_distance_px=110)  # fmt: skip
+    jg.pp.nuclei(sdata, image_key="morphology")
+    params = sdata["nuclei"].attrs["jointseg"]
+    assert params["nucleus_width_um"] > 2 * REFERENCE_NUCLEUS_WIDTH_UM
+    assert params["min_distance"] > 2 * NucleiParams().min_distance
+    assert jg.metrics.instance_scores(sdata["nuclei"].values, sdata["true_nuclei"].values)["f1"] >= 0.9

@@ -21,7 +21,8 @@ from jointseg._core.constants import (
 )
 from jointseg._core.tiling import BlockGrid
 from jointseg._core.transcripts import TranscriptIndex
-from jointseg._core.utils import labels_2d, pixel_size_um, resolve_key
+from jointseg._core.units import pixel_size_um
+from jointseg._core.utils import labels_2d, resolve_key
 
 logger = logging.getLogger("jointseg")
 

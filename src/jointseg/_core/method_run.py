@@ -17,7 +17,8 @@ from jointseg._core.constants import DEFAULT_CS
 from jointseg._core.outputs import check_outputs_free, write_segmentation
 from jointseg._core.trained_model import TrainedModel
 from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
-from jointseg._core.utils import image_2d, labels_2d, pixel_size_um, resolve_key, select_device
+from jointseg._core.units import pixel_size_um
+from jointseg._core.utils import image_2d, labels_2d, resolve_key, select_device
 
 logger = logging.getLogger("jointseg")
 

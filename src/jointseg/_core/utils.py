@@ -9,10 +9,6 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 from spatialdata import SpatialData
-from spatialdata.transformations import get_transformation
-
-from jointseg._core.constants import DEFAULT_CS
-from jointseg._core.units import microns_per_unit
 
 logger = logging.getLogger("jointseg")
 
@@ -106,13 +102,6 @@ def select_device(device: str | None = None) -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
-
-
-def pixel_size_um(sdata: SpatialData, image_key: str, coordinate_system: str = DEFAULT_CS) -> float:
-    """Pixel edge length of an image (or labels) element in microns (see :func:`jointseg.pp.set_units`)."""
-    t = get_transformation(sdata[image_key], to_coordinate_system=coordinate_system)
-    m = t.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
-    return float(np.sqrt(abs(np.linalg.det(m[:2, :2])))) * microns_per_unit(sdata, coordinate_system)
 
 
 def sampled_percentiles(image, q: list[float], *, max_pixels: int = 4_000_000) -> np.ndarray:

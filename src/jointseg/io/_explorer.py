@@ -16,7 +16,7 @@ from spatialdata.transformations import get_transformation
 from jointseg._core.constants import DEFAULT_CS, IMAGE_KEY, NUCLEI_KEY, POINTS_KEY, TABLE_KEY
 from jointseg._core.outputs import recorded_shapes_key
 from jointseg._core.shapes import labels_to_shapes
-from jointseg._core.utils import pixel_size_um
+from jointseg._core.units import pixel_size_um
 
 logger = logging.getLogger("jointseg")
 

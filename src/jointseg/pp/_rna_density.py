@@ -15,7 +15,8 @@ from jointseg._core.constants import DEFAULT_CS, RNA_DENSITY_KEY
 from jointseg._core.density import location_map
 from jointseg._core.tiling import BlockGrid, array_from_blocks
 from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
-from jointseg._core.utils import check_new_key, image_2d, pixel_size_um, resolve_key
+from jointseg._core.units import pixel_size_um
+from jointseg._core.utils import check_new_key, image_2d, resolve_key
 
 logger = logging.getLogger("jointseg")
 

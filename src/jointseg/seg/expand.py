@@ -6,6 +6,7 @@ import dask
 import numpy as np
 from spatialdata import SpatialData, deepcopy
 
+from jointseg._core.cell_extent import estimated_extent
 from jointseg._core.constants import (
     CELL_LABELS_KEY,
     CELL_SHAPES_KEY,
@@ -26,7 +27,7 @@ def expand_nuclei(
     image_key: str | None = None,
     points_key: str | None = None,
     nuclei_key: str = NUCLEI_KEY,
-    max_distance_um: float = 8.0,
+    max_distance_um: float | None = None,
     min_density_per_um2: float = 0.15,
     density_sigma_um: float = 2.0,
     key_added: str = CELL_LABELS_KEY,
@@ -37,18 +38,22 @@ def expand_nuclei(
     overwrite: bool = False,
     copy: bool = False,
 ) -> SpatialData | None:
-    """Baseline segmentation: grow each nucleus up to ``max_distance_um`` into the transcript foreground.
+    """Baseline segmentation: grow each nucleus as far as its cell reaches, into the transcript foreground.
 
-    Every pixel within ``max_distance_um`` of a nucleus goes to the nearest nucleus (a Voronoi split
-    between neighbours), but only where the local transcript density (all genes, blurred with
-    ``density_sigma_um``) reaches ``min_density_per_um2``, so cells do not swallow empty tissue.
-    Runs per block with a halo of ``max_distance_um``, which makes it exact across block borders.
+    How far each cell reaches beyond its nucleus is estimated from the transcripts around it (see
+    :func:`jointseg._core.cell_extent.estimate_cell_extent`: dense epithelium, sparse stroma and
+    isolated cultured cells each get their own), or set for all with ``max_distance_um``. Every pixel
+    within reach of a nucleus goes to the nearest nucleus (a Voronoi split between neighbours), but
+    only where the local transcript density (all genes, blurred with ``density_sigma_um``) reaches
+    ``min_density_per_um2``, so cells do not swallow empty tissue. Runs per block with a halo of the
+    largest reach, which makes it exact across block borders.
 
     Parameters
     ----------
     %(inputs)s
     max_distance_um
-        Largest growth from a nucleus border, in ``coordinate_system`` units.
+        Growth from every nucleus border, in microns. None: each nucleus's own extent, estimated
+        from the transcripts (logged; recorded in ``uns``). 8 um was the fixed default before 0.2.
     min_density_per_um2
         Transcript-density floor of the foreground; 0 grows into every pixel.
     density_sigma_um
@@ -80,8 +85,15 @@ def expand_nuclei(
     )  # fmt: skip
     nuclei, px, index = run.nuclei(), run.pixel_size_um, run.index
     shape = tuple(int(s) for s in nuclei.shape)
-    distance = max_distance_um / px
-    grid = BlockGrid(shape=shape, block_size=block_size, halo=int(np.ceil(distance)) + 2)
+    extent = None
+    if max_distance_um is None:
+        extent = estimated_extent(nuclei, index, pixel_size_um=px, block_size=block_size)
+        distance = extent.per_nucleus_um / px
+        reach = float(np.max(distance, initial=0.0))
+        distance = dask.delayed(distance)  # one copy in the graph, not one per block
+    else:
+        distance = reach = max_distance_um / px
+    grid = BlockGrid(shape=shape, block_size=block_size, halo=int(np.ceil(reach)) + 2)
     min_count = min_density_per_um2 * px**2
     labels = array_from_blocks(
         grid,
@@ -93,6 +105,7 @@ def expand_nuclei(
     params = {
         "nuclei_key": nuclei_key,
         "max_distance_um": max_distance_um,
+        **({"cell_extent_um": extent.summary()} if extent is not None else {}),
         "min_density_per_um2": min_density_per_um2,
         "density_sigma_um": density_sigma_um,
     }
