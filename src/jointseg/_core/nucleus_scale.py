@@ -34,12 +34,15 @@ class StainStats:
         Intensities mapped to 0 and 1 (1st and 99.8th percentiles).
     otsu
         Otsu's threshold of the normalised, lightly smoothed image.
+    noise
+        Standard deviation of the pixel noise of the normalised image.
 
     """
 
     lo: float
     hi: float
     otsu: float
+    noise: float = 0.0
 
     def normalise(self, image: np.ndarray) -> np.ndarray:
         """``image`` mapped to [0, 1] (float32)."""
@@ -66,7 +69,29 @@ def stain_stats(image: da.Array | np.ndarray, *, max_pixels: int = 4_000_000) ->
     stats = StainStats(float(lo), float(max(hi, lo + 1e-6)), 1.0)
     norm = stats.normalise(sample)
     otsu = float(filters.threshold_otsu(ndi.gaussian_filter(norm, 1.0))) if np.ptp(norm) > 0 else 1.0
-    return StainStats(stats.lo, stats.hi, otsu)
+    h, w = image.shape
+    y0, x0 = max(0, h // 2 - 512), max(0, w // 2 - 512)
+    window = stats.normalise(np.asarray(image[y0 : y0 + 1024, x0 : x0 + 1024]))
+    return StainStats(stats.lo, stats.hi, otsu, _pixel_noise(window))
+
+
+def smoothed_noise(noise: float, sigma: float) -> float:
+    """Standard deviation of white noise of standard deviation ``noise`` after a Gaussian blur of ``sigma`` px."""
+    return noise / (2 * np.sqrt(np.pi) * max(sigma, 0.5))
+
+
+def _pixel_noise(image: np.ndarray) -> float:
+    """Standard deviation of white pixel noise: the robust spread of each pixel minus the mean of its
+    four neighbours (variance 1.25 sigma^2 for white noise; edges are too few to move the median).
+    Needs a contiguous window: on a strided subsample, structure would alias into the estimate.
+    """
+    if min(image.shape) < 3:
+        return 0.0
+    centre = image[1:-1, 1:-1]
+    neighbours = (image[:-2, 1:-1] + image[2:, 1:-1] + image[1:-1, :-2] + image[1:-1, 2:]) / 4
+    residual = (centre - neighbours).ravel()
+    mad = np.median(np.abs(residual - np.median(residual)))
+    return float(1.4826 * mad / np.sqrt(1.25))
 
 
 @dataclass(frozen=True)
@@ -192,12 +217,17 @@ def _measure(image, stats: StainStats, window: int, max_windows: int, *, factor:
             if factor > 1:
                 crop = crop.reshape(size[0] // factor, factor, size[1] // factor, factor).mean(axis=(1, 3))
             # Texture inside large nuclei must not split them: smooth over a fraction of their width.
-            smooth = ndi.gaussian_filter(stats.normalise(crop), max(1.0, 0.08 * (local_width or 0)))
+            sigma = max(1.0, 0.08 * (local_width or 0))
+            smooth = ndi.gaussian_filter(stats.normalise(crop), sigma)
             if local_width is None:
                 foreground = smooth > stats.otsu
             else:
                 block = int(1.6 * local_width) // 2 * 2 + 1
-                foreground = (smooth > filters.threshold_local(smooth, block)) & (smooth > 0.2 * stats.otsu)
+                # As the detector: brighter than the neighbourhood by 3 noise levels (block-averaging
+                # by ``factor`` divides white noise by ``factor``).
+                margin = 3 * smoothed_noise(stats.noise / factor, sigma)
+                local = filters.threshold_local(smooth, block, offset=-margin)
+                foreground = (smooth > local) & (smooth > 0.2 * stats.otsu)
             foreground = ndi.binary_fill_holes(ndi.binary_opening(foreground))
             labelled, n = ndi.label(foreground)
             edge = np.unique(np.r_[labelled[0], labelled[-1], labelled[:, 0], labelled[:, -1]])

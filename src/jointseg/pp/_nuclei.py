@@ -15,7 +15,13 @@ from spatialdata.transformations import get_transformation
 
 from jointseg._core.backed import materialise, store_element
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
-from jointseg._core.nucleus_scale import REFERENCE_NUCLEUS_WIDTH_UM, StainStats, measure_nucleus_width, stain_stats
+from jointseg._core.nucleus_scale import (
+    REFERENCE_NUCLEUS_WIDTH_UM,
+    StainStats,
+    measure_nucleus_width,
+    smoothed_noise,
+    stain_stats,
+)
 from jointseg._core.tiling import relabel_sequential, segment_blockwise
 from jointseg._core.units import pixel_size_um
 from jointseg._core.utils import check_new_key, image_2d, resolve_key
@@ -34,6 +40,7 @@ class NucleiParams:
     dist_sigma: float = 3.8
     min_distance: int = 9
     min_area: int = 177
+    noise_margin: float = 3.0
 
 
 def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams = NucleiParams()) -> np.ndarray:
@@ -66,7 +73,10 @@ def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams
     x = stats.normalise(image)
     smooth = ndi.gaussian_filter(x, params.smooth_sigma)
     block = params.local_block // 2 * 2 + 1
-    local = filters.threshold_local(smooth, block, offset=params.local_offset)
+    # Brighter than the neighbourhood by more than the smoothed noise: flat faint areas (background of
+    # a dim field, autofluorescent cytoplasm) do not break into noise blobs.
+    margin = params.noise_margin * smoothed_noise(stats.noise, params.smooth_sigma)
+    local = filters.threshold_local(smooth, block, offset=params.local_offset - margin)
     fg = (smooth > local) & (smooth > params.global_fraction * stats.otsu)
     fg = ndi.binary_fill_holes(ndi.binary_opening(fg))
     if not fg.any():
