@@ -9,8 +9,8 @@ distance holding 90% of a nucleus's excess, corrected for a uniformly filled dis
 how far its cell reaches. In crowded tissue the Voronoi region ends first and the extent is where
 the neighbours start; for sparse or isolated cells it is where the transcripts stop.
 
-Each nucleus's own extent is noisy with ~100 transcripts, so it is shrunk toward the extent of its
-ten nearest nuclei (itself included; their counts weigh them), and that toward the slide-wide one.
+Each nucleus's own extent is noisy with ~100 transcripts, so it is shrunk toward the median extent
+of its ten nearest nuclei (itself included), and capped at twice that.
 The tables are accumulated block by block with a halo of ``max_distance_um`` (each pixel and
 transcript counted once, in the block whose core holds it), so the result is exact whatever the
 block size.
@@ -38,6 +38,8 @@ _QUANTILE = 0.9
 _SHRINK_COUNTS = 30.0
 #: Nuclei whose extents form a nucleus's neighbourhood level.
 _NEIGHBOURS = 10
+#: No nucleus's extent exceeds its neighbourhood level by more than this factor.
+_MAX_OVER_NEIGHBOURS = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class CellExtent:
         neighbourhood's.
     background_per_um2
         The background transcript density subtracted.
+    nucleus_radius_um
+        Each nucleus's equivalent radius (index = nucleus id; nan where absent).
     profile
         The pooled profile: ``distance_um`` from the nucleus border, ``density_per_um2``, ``area_um2``.
 
@@ -61,7 +65,23 @@ class CellExtent:
     global_um: float
     per_nucleus_um: np.ndarray
     background_per_um2: float
+    nucleus_radius_um: np.ndarray
     profile: pd.DataFrame
+
+    def largest_cell_um(self, q: float = 0.99) -> float:
+        """The ``q`` quantile of the cell diameters (nucleus diameter plus twice its extent): the
+        halo a tiled run needs so that cells are not cut.
+        """
+        diameter = 2 * (self.nucleus_radius_um + self.per_nucleus_um)[1:]
+        diameter = diameter[np.isfinite(diameter)]
+        return float(np.quantile(diameter, q)) if len(diameter) else float("nan")
+
+    def typical_reach_um(self) -> float:
+        """How far a typical cell reaches from its nucleus's centre: median nucleus radius plus the
+        slide-wide extent.
+        """
+        radius = self.nucleus_radius_um[np.isfinite(self.nucleus_radius_um)]
+        return float(np.median(radius) if len(radius) else 0.0) + self.global_um
 
     def summary(self) -> dict[str, float]:
         """Slide-wide extent and the 5th, 50th and 95th percentiles of the per-nucleus ones (microns)."""
@@ -127,9 +147,9 @@ def _quantile_distance(excess: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _neighbourhood_extent(own, weight, centres, present, global_um: float) -> np.ndarray:
-    """Per nucleus, the count-weighted mean extent of its ``_NEIGHBOURS`` nearest nuclei (itself
-    included), pulled toward ``global_um`` where they hold few transcripts: the local level each
-    nucleus's own estimate is shrunk toward.
+    """Per nucleus, the median extent of its ``_NEIGHBOURS`` nearest nuclei (itself included), pulled
+    toward ``global_um`` like one more neighbour: the local level each nucleus's own estimate is
+    shrunk toward (a median, so a few large cells do not lift the small ones around them).
     """
     prior = np.full(len(own), global_um)
     ids = np.flatnonzero(present)
@@ -137,9 +157,10 @@ def _neighbourhood_extent(own, weight, centres, present, global_um: float) -> np
         return prior
     k = min(_NEIGHBOURS, len(ids))
     _, near = cKDTree(centres[ids]).query(centres[ids], k=k)
-    w = weight[ids][near]
-    values = np.nan_to_num(own[ids][near])
-    prior[ids] = ((w * values).sum(axis=1) + _SHRINK_COUNTS * global_um) / (w.sum(axis=1) + _SHRINK_COUNTS)
+    values = own[ids][near]
+    known = np.isfinite(values).sum(axis=1)
+    median = np.nanmedian(np.where(known[:, None] > 0, values, global_um), axis=1)
+    prior[ids] = (known * median + global_um) / (known + 1)
     return prior
 
 
@@ -208,7 +229,7 @@ def estimate_cell_extent(
     profile = pd.DataFrame({"distance_um": edges, "density_per_um2": density, "area_um2": pooled_area})
     empty = np.full(n_ids, np.nan)
     if n_ids <= 1 or pooled_counts.sum() == 0:
-        return CellExtent(float("nan"), empty, 0.0, profile)
+        return CellExtent(float("nan"), empty, 0.0, empty, profile)
     near = density[: max(1, int(round(1.0 / bin_um)))].mean()
     measured = pooled_area >= 0.005 * pooled_area.sum()
     background = float(min(density[measured].min(), 0.25 * near))
@@ -222,8 +243,12 @@ def estimate_cell_extent(
     centres = moments[:, 1:] / np.maximum(nucleus_px, 1)[:, None]
     prior = _neighbourhood_extent(own, weight, centres, nucleus_px > 0, global_um)
     per_nucleus = (weight * np.nan_to_num(own) + _SHRINK_COUNTS * prior) / (weight + _SHRINK_COUNTS)
+    # A nucleus on the edge of a region whose own nuclei went undetected (out of focus, a blank
+    # stain) collects that region's transcripts; no cell reaches more than twice its neighbours'.
+    per_nucleus = np.minimum(per_nucleus, _MAX_OVER_NEIGHBOURS * prior)
     per_nucleus[nucleus_px == 0] = np.nan
-    return CellExtent(global_um, per_nucleus, background, profile)
+    radius_um[nucleus_px == 0] = np.nan
+    return CellExtent(global_um, per_nucleus, background, radius_um, profile)
 
 
 def estimated_extent(nuclei, index: TranscriptIndex, *, pixel_size_um: float, block_size: int = 2048) -> CellExtent:
@@ -236,6 +261,8 @@ def estimated_extent(nuclei, index: TranscriptIndex, *, pixel_size_um: float, bl
 
     """
     extent = estimate_cell_extent(nuclei, index, pixel_size_um=pixel_size_um, block_size=block_size)
+    if len(extent.per_nucleus_um) <= 1:  # no nuclei: nothing grows (the caller says so)
+        return CellExtent(np.nan, np.zeros(1), 0.0, np.full(1, np.nan), extent.profile)
     if not np.isfinite(extent.global_um):
         raise ValueError(
             "No transcripts lie near the nuclei, so how far cells reach cannot be estimated: pass max_distance_um."
@@ -246,4 +273,6 @@ def estimated_extent(nuclei, index: TranscriptIndex, *, pixel_size_um: float, bl
         "Cells reach %.1f um beyond their nuclei (slide-wide; per nucleus 5-95%%: %.1f-%.1f um), from the transcripts.",
         summary["global"], summary["p5"], summary["p95"],
     )  # fmt: skip
-    return CellExtent(extent.global_um, per_nucleus, extent.background_per_um2, extent.profile)
+    return CellExtent(
+        extent.global_um, per_nucleus, extent.background_per_um2, extent.nucleus_radius_um, extent.profile
+    )

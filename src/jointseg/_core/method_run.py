@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dask.array as da
+import numpy as np
 from spatialdata import SpatialData
 
+from jointseg._core.cell_extent import CellExtent, estimated_extent
 from jointseg._core.constants import DEFAULT_CS
 from jointseg._core.outputs import check_outputs_free, write_segmentation
 from jointseg._core.trained_model import TrainedModel
@@ -63,6 +65,7 @@ class MethodRun:
     device: str
     coordinate_system: str
     started: float = field(default_factory=time.perf_counter)
+    _extent: CellExtent | None = field(default=None, repr=False)
 
     def stain(self, channel: int | str | None = None) -> da.Array:
         """The stain's full-resolution ``(y, x)`` dask array."""
@@ -71,6 +74,50 @@ class MethodRun:
     def nuclei(self) -> da.Array:
         """The nuclei labels' full-resolution ``(y, x)`` dask array."""
         return labels_2d(self.sdata, self.nuclei_key).data
+
+    def cell_extent(self) -> CellExtent:
+        """How far this slide's cells reach beyond their nuclei (estimated once per run and logged;
+        see :func:`jointseg._core.cell_extent.estimate_cell_extent`).
+        """
+        if self._extent is None:
+            self._extent = estimated_extent(self.nuclei(), self.index, pixel_size_um=self.pixel_size_um)
+        return self._extent
+
+    def expansion_px(self, expansion_um: float | None) -> float | np.ndarray:
+        """Growth from each nucleus in pixels: ``expansion_um`` for all, or (None) each nucleus's
+        estimated extent as an array indexed by nucleus id.
+        """
+        if expansion_um is None:
+            return self.cell_extent().per_nucleus_um / self.pixel_size_um
+        return expansion_um / self.pixel_size_um
+
+    def largest_cell_um(self, max_cell_diameter_um: float | None, *, at_least: float) -> float:
+        """``max_cell_diameter_um``, or (None) the 99th percentile of the estimated cell diameters
+        but ``at_least`` (a network's cells can outgrow the nuclei's extents): the halo between blocks.
+        """
+        if max_cell_diameter_um is not None:
+            return max_cell_diameter_um
+        if self.nuclei_key not in self.sdata.labels:
+            logger.warning(
+                "%s: no nuclei %r to estimate cell sizes from; the halo between blocks holds cells up to %.0f um "
+                "(pass max_cell_diameter_um to change it).", self.title, self.nuclei_key, at_least,
+            )  # fmt: skip
+            return at_least
+        largest = max(self.cell_extent().largest_cell_um(), at_least)
+        logger.info("%s: cells up to %.1f um across (estimated), the halo between blocks.", self.title, largest)
+        return largest
+
+    def growth_limit_um(self, max_expansion_um: float | None) -> float:
+        """``max_expansion_um``, or (None) 1.25 times the 95th percentile of the estimated extents:
+        the farthest a method lets any cell grow beyond its nucleus.
+        """
+        if max_expansion_um is not None:
+            return max_expansion_um
+        return 1.25 * self.cell_extent().summary()["p95"]
+
+    def extent_params(self) -> dict[str, dict[str, float]]:
+        """The estimated extents for ``uns`` (``{}`` if none was estimated in this run)."""
+        return {} if self._extent is None else {"cell_extent_um": self._extent.summary()}
 
     def load_model(self, model: M | str | os.PathLike | None, kind: type[M]) -> M | None:
         """``model`` on the run's device, read from a file if it is a path (None: train one).

@@ -168,9 +168,13 @@ def _element_scale(sdata: SpatialData, key: str, coordinate_system: str) -> floa
     return float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
 
 
-def _nucleus_width_px(sdata: SpatialData, key: str) -> float:
+def _nucleus_width_px(sdata: SpatialData, key: str, window: int = 2048) -> float:
+    """Typical nucleus width in pixels of an image (measured) or labels (their central window)."""
     if key in sdata.labels:
-        return nucleus_width_from_labels(np.asarray(labels_2d(sdata, key).data)).width_px
+        labels = labels_2d(sdata, key).data
+        h, w = labels.shape
+        y0, x0 = max(0, h // 2 - window // 2), max(0, w // 2 - window // 2)
+        return nucleus_width_from_labels(np.asarray(labels[y0 : y0 + window, x0 : x0 + window])).width_px
     return measure_nucleus_width(image_2d(sdata, key).data).width_px
 
 

@@ -11,6 +11,7 @@ from spatialdata.models import Labels2DModel, TableModel
 from spatialdata.transformations import Scale
 
 from jointseg._core.constants import DEFAULT_CS
+from jointseg.datasets._regimes import REGIMES, regime_layout
 from jointseg.datasets._xenium import xenium_like_sdata
 
 
@@ -97,6 +98,9 @@ def synthetic(
     brightness_gradient: float = 0.6,
     noise_sd: float = 0.03,
     pixel_size: float = 0.2125,
+    regime: str | None = None,
+    transcripts_per_um2: float = 0.8,
+    spill_um: float = 0.8,
     seed: int = 0,
 ) -> SpatialData:
     """Synthetic tissue with known truth: stain, cell-type-specific transcripts, nuclei and cells.
@@ -128,6 +132,21 @@ def synthetic(
         Standard deviation of the additive Gaussian noise (stain scaled to [0, 1]).
     pixel_size
         Microns per pixel; the image gets ``Scale(pixel_size)`` and the points are in microns.
+    regime
+        A tissue with realistic, type-specific cell sizes and shapes given in microns (so any
+        ``pixel_size`` gives the same tissue): ``"lymphoid"`` (small round cells reaching 1-2.5 um
+        beyond their nuclei), ``"epithelium"`` (large cells packed in sheets, 5-9 um),
+        ``"stroma"`` (elongated cells, 2-5 um along their short axis), ``"cultured"`` (isolated
+        cells with 16-22 um nuclei reaching 9-15 um) or ``"tumour"`` (epithelial, lymphoid and
+        stromal types side by side); see :mod:`jointseg.datasets._regimes`. Cells are off-centre
+        ellipses around their nuclei, not expansions of them. ``nucleus_radius_px``,
+        ``cell_expansion_px``, ``min_centre_distance_px`` and ``transcripts_per_cell`` are then
+        unused; each cell holds ``transcripts_per_um2`` per um2 on average, the background
+        ``background_transcripts`` per 10,000 um2, and every transcript lands ``spill_um`` (standard
+        deviation) away from where it was made, across cell borders too (its true cell stays the
+        one that made it). None: the original generator (sizes in pixels, cells grown from nuclei).
+    transcripts_per_um2, spill_um
+        See ``regime``.
     seed
         Random seed.
 
@@ -146,12 +165,20 @@ def synthetic(
 
     """
     rng = np.random.default_rng(seed)
-    margin = nucleus_radius_px[1]
-    centres = _place_centres(rng, shape, n_cells, min_centre_distance_px, margin)
-    nuclei = _paint_nuclei(rng, shape, centres, nucleus_radius_px)
-    cells = _grow_cells(rng, nuclei, len(centres), cell_expansion_px)
-    n = len(centres)
-    cell_type = rng.integers(0, n_cell_types, size=n)
+    if regime is None:
+        margin = nucleus_radius_px[1]
+        centres = _place_centres(rng, shape, n_cells, min_centre_distance_px, margin)
+        nuclei = _paint_nuclei(rng, shape, centres, nucleus_radius_px)
+        cells = _grow_cells(rng, nuclei, len(centres), cell_expansion_px)
+        n = len(centres)
+        cell_type = rng.integers(0, n_cell_types, size=n)
+    else:
+        if regime not in REGIMES:
+            raise ValueError(f"Unknown regime {regime!r}; choose one of {sorted(REGIMES)}.")
+        layout = regime_layout(rng, shape, n_cells, REGIMES[regime], n_cell_types=n_cell_types, pixel_size=pixel_size)
+        nuclei, cells, cell_type = layout.nuclei, layout.cells, layout.cell_type
+        n = len(cell_type)
+        background_transcripts = int(round(background_transcripts * shape[0] * shape[1] * pixel_size**2 / 10_000))
 
     # Stain: textured nuclei of varying brightness under a left-to-right illumination gradient.
     brightness = np.r_[0.0, rng.uniform(0.45, 1.0, size=n)]
@@ -174,7 +201,10 @@ def synthetic(
     xs, ys, gs, ids = [], [], [], []
     for i in range(1, n + 1):
         pix = flat[starts[i] : starts[i + 1]]
-        k = rng.poisson(transcripts_per_cell * areas[i] / mean_area)
+        if regime is None:
+            k = rng.poisson(transcripts_per_cell * areas[i] / mean_area)
+        else:
+            k = rng.poisson(transcripts_per_um2 * areas[i] * pixel_size**2) if len(pix) else 0
         chosen = rng.choice(pix, size=k)
         is_specific = rng.random(k) < specific_fraction
         pool_specific = specific[cell_type[i - 1]]
@@ -193,11 +223,17 @@ def synthetic(
     gs.append(rng.integers(0, len(genes), kb))
     ids.append(np.zeros(kb, dtype=int))
     y_px, x_px = np.concatenate(ys), np.concatenate(xs)
-    # A transcript on a border pixel can round into the neighbour: truth is the pixel it lands in.
-    true_id = cells[
-        np.clip(np.rint(y_px).astype(int), 0, shape[0] - 1),
-        np.clip(np.rint(x_px).astype(int), 0, shape[1] - 1),
-    ]
+    if regime is None:
+        # A transcript on a border pixel can round into the neighbour: truth is the pixel it lands in.
+        true_id = cells[
+            np.clip(np.rint(y_px).astype(int), 0, shape[0] - 1),
+            np.clip(np.rint(x_px).astype(int), 0, shape[1] - 1),
+        ]
+    else:
+        # Transcripts drift from where they were made; truth is the cell that made them.
+        true_id = np.concatenate(ids)
+        y_px = np.clip(y_px + rng.normal(0, spill_um / pixel_size, len(y_px)), -0.5, shape[0] - 0.5)
+        x_px = np.clip(x_px + rng.normal(0, spill_um / pixel_size, len(x_px)), -0.5, shape[1] - 0.5)
     transcripts = pd.DataFrame(
         {
             "x": x_px * pixel_size,

@@ -41,6 +41,7 @@ class NucleiParams:
     min_distance: int = 9
     min_area: int = 177
     noise_margin: float = 3.0
+    min_thickness: float = 0.0
 
 
 def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams = NucleiParams()) -> np.ndarray:
@@ -73,15 +74,21 @@ def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams
     x = stats.normalise(image)
     smooth = ndi.gaussian_filter(x, params.smooth_sigma)
     block = params.local_block // 2 * 2 + 1
-    # Brighter than the neighbourhood by more than the smoothed noise: flat faint areas (background of
-    # a dim field, autofluorescent cytoplasm) do not break into noise blobs.
-    margin = params.noise_margin * smoothed_noise(stats.noise, params.smooth_sigma)
-    local = filters.threshold_local(smooth, block, offset=params.local_offset - margin)
+    local = filters.threshold_local(smooth, block, offset=params.local_offset)
     fg = (smooth > local) & (smooth > params.global_fraction * stats.otsu)
     fg = ndi.binary_fill_holes(ndi.binary_opening(fg))
+    # Hysteresis: an object is kept only if a good part of it beats its neighbourhood by more than
+    # the smoothed noise, so flat faint areas (the background of a dim field, autofluorescent
+    # cytoplasm) do not break into noise blobs, while nuclei keep the outline of the plain threshold.
+    margin = params.noise_margin * smoothed_noise(stats.noise, params.smooth_sigma)
+    if margin > 0:
+        pieces, n = ndi.label(fg)
+        strict = np.bincount(pieces[fg & (smooth > local + margin)], minlength=n + 1)
+        fg &= (strict >= _STRICT_SHARE * np.bincount(pieces.ravel(), minlength=n + 1))[pieces]
     if not fg.any():
         return np.zeros(x.shape, np.int32)
-    dist = ndi.gaussian_filter(ndi.distance_transform_edt(fg).astype(np.float32), params.dist_sigma)
+    depth = ndi.distance_transform_edt(fg).astype(np.float32)
+    dist = ndi.gaussian_filter(depth, params.dist_sigma)
     components = measure.label(fg)
     peaks = feature.peak_local_max(dist, min_distance=params.min_distance, labels=components, exclude_border=False)
     markers = np.zeros(x.shape, np.int32)
@@ -89,11 +96,18 @@ def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams
     labels = segmentation.watershed(-dist, markers, mask=fg)
     areas = np.bincount(labels.ravel())
     small = areas < params.min_area
+    if params.min_thickness > 0:  # thin slivers (edges of faint cytoplasm) are not nuclei
+        thickness = 2 * ndi.maximum(depth, labels, np.arange(len(areas)))
+        small |= np.asarray(thickness) < params.min_thickness
     small[0] = False
     labels[small[labels]] = 0
     return labels.astype(np.int32)
 
 
+#: Share of an object's pixels that must beat the noise margin (see :func:`segment_nuclei`).
+_STRICT_SHARE = 0.25
+#: Objects thinner than this fraction of the nucleus width are dropped (widest inscribed circle).
+_THICKNESS = 0.3
 #: Measured widths are trusted within this factor of the usual width; beyond it, clamped (and logged).
 _WIDTH_RANGE = (1 / 3, 4.0)
 #: Filter sizes grow with wide nuclei but never shrink below the tuned ones: on narrower nuclei
@@ -211,6 +225,7 @@ def nuclei(
         dist_sigma=dist_smooth_um * scale,
         min_distance=max(1, int(round(min_distance_um * scale))),
         min_area=max(1, int(round(min_area_um2 * scale**2))),
+        min_thickness=_THICKNESS * nucleus_width_um / px,
     )
     halo = int(np.ceil((halo_um / px) if halo_um is not None else 5 * nucleus_width_um / px))
     labels = segment_blockwise(

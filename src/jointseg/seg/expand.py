@@ -6,7 +6,6 @@ import dask
 import numpy as np
 from spatialdata import SpatialData, deepcopy
 
-from jointseg._core.cell_extent import estimated_extent
 from jointseg._core.constants import (
     CELL_LABELS_KEY,
     CELL_SHAPES_KEY,
@@ -85,14 +84,10 @@ def expand_nuclei(
     )  # fmt: skip
     nuclei, px, index = run.nuclei(), run.pixel_size_um, run.index
     shape = tuple(int(s) for s in nuclei.shape)
-    extent = None
-    if max_distance_um is None:
-        extent = estimated_extent(nuclei, index, pixel_size_um=px, block_size=block_size)
-        distance = extent.per_nucleus_um / px
-        reach = float(np.max(distance, initial=0.0))
+    distance = run.expansion_px(max_distance_um)
+    reach = float(np.max(distance, initial=0.0))
+    if np.ndim(distance):
         distance = dask.delayed(distance)  # one copy in the graph, not one per block
-    else:
-        distance = reach = max_distance_um / px
     grid = BlockGrid(shape=shape, block_size=block_size, halo=int(np.ceil(reach)) + 2)
     min_count = min_density_per_um2 * px**2
     labels = array_from_blocks(
@@ -105,7 +100,7 @@ def expand_nuclei(
     params = {
         "nuclei_key": nuclei_key,
         "max_distance_um": max_distance_um,
-        **({"cell_extent_um": extent.summary()} if extent is not None else {}),
+        **run.extent_params(),
         "min_density_per_um2": min_density_per_um2,
         "density_sigma_um": density_sigma_um,
     }

@@ -47,7 +47,7 @@ def train_genesegnet(
     channel: int | str | None = None,
     steps: int = 150,
     max_rounds: int = 3,
-    prior_expansion_um: float = 8.0,
+    prior_expansion_um: float | None = None,
     min_cell_area_um2: float = 20.0,
     centres: Literal["nuclei", "votes"] = "nuclei",
     config: GeneSegNetConfig | None = None,
@@ -119,9 +119,9 @@ def genesegnet(
     save_model: str | os.PathLike | None = None,
     steps: int = 150,
     max_rounds: int = 3,
-    prior_expansion_um: float = 8.0,
+    prior_expansion_um: float | None = None,
     min_cell_area_um2: float = 20.0,
-    max_cell_diameter_um: float = 30.0,
+    max_cell_diameter_um: float | None = None,
     centres: Literal["nuclei", "votes"] = "nuclei",
     config: GeneSegNetConfig | None = None,
     block_size: int = 2048,
@@ -161,9 +161,12 @@ def genesegnet(
     steps, max_rounds
         Training budget: optimiser steps per round and the round limit.
     prior_expansion_um
-        Growth of the nuclei for the round-0 labels.
+        Growth of the nuclei for the round-0 labels. None: each nucleus's extent estimated from
+        the transcripts around it (as :func:`expand_nuclei`; 8 um was the fixed default before 0.2).
     min_cell_area_um2, max_cell_diameter_um
-        Smallest cell kept; largest expected cell (sets the halo between blocks).
+        Smallest cell kept; largest expected cell (sets the halo between blocks; None: estimated
+        from the nuclei and their extents, the 99th percentile of the cell diameters, at least
+        30 um).
     centres
         Cell centres: ``"nuclei"`` (default) sends every foreground pixel to the nucleus nearest
         to where its offset points, so there is one cell per nucleus; ``"votes"`` finds centres as
@@ -215,6 +218,7 @@ def genesegnet(
         model.save(save_model)
     trained_s = time.perf_counter() - run.started
     stain, px = run.stain(channel), run.pixel_size_um
+    max_cell_diameter_um = run.largest_cell_um(max_cell_diameter_um, at_least=30.0)
     labels = predict_cells(
         stain, slide_inputs(stain, run.index, model.sigma_um / px), model, block_size=block_size,
         halo=int(np.ceil(max_cell_diameter_um / px)), window=config.window, stride=config.stride,
@@ -225,7 +229,7 @@ def genesegnet(
         "min_cell_area_um2": min_cell_area_um2, "max_cell_diameter_um": max_cell_diameter_um, "centres": centres,
         "block_size": block_size, "device": run.device, "seed": seed, "config": config_dict(config),
         "sigma_um": model.sigma_um, "network": model.network.config.to_dict(), "training_log": model.training_log,
-        "training_seconds": trained_s,
+        "training_seconds": trained_s, **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
                overwrite=overwrite)  # fmt: skip

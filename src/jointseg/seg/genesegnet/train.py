@@ -257,7 +257,7 @@ def train_on_slide(
     config: GeneSegNetConfig,
     steps: int,
     max_rounds: int,
-    prior_expansion_um: float,
+    prior_expansion_um: float | None,
     min_cell_area_um2: float,
     centres: str,
     seed: int,
@@ -273,8 +273,8 @@ def train_on_slide(
     inputs_reader = slide_inputs(stain, index, sigma_um / px)
     rng = np.random.default_rng(seed)
     tiles = tiles_with_nuclei(nuclei, tile_size, max_tiles=config.max_tiles, rng=rng, method="GeneSegNet")
-    distance = prior_expansion_um / px
-    halo = int(np.ceil(distance)) + 2
+    distance = run.expansion_px(prior_expansion_um)
+    halo = int(np.ceil(np.max(distance, initial=0.0))) + 2
     inputs, labels, seeds, foreground = [], [], [], []
     for y0, y1, x0, x1 in tiles:
         ext = (max(y0 - halo, 0), min(y1 + halo, shape[0]), max(x0 - halo, 0), min(x1 + halo, shape[1]))

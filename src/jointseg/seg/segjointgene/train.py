@@ -312,10 +312,11 @@ def training_tiles(
     index, nuclei, lut, *, bin_size, tile, max_tiles, prior_px, density_sigma_px, min_count, rng
 ) -> list[TrainingTile]:
     """Tiles of ``tile`` bins holding nuclei (at most ``max_tiles``, drawn at random), with round-0
-    labels: the nuclei grown by ``prior_px`` into the transcript foreground, as in ``expand_nuclei``.
+    labels: the nuclei grown by ``prior_px`` (one number, or one per nucleus id) into the transcript
+    foreground, as in ``expand_nuclei``.
     """
     h, w = index.shape
-    halo = int(np.ceil(prior_px)) + 2
+    halo = int(np.ceil(np.max(prior_px, initial=0.0))) + 2
     tiles = []
     for y0, _, x0, _ in tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size,
                                           method="SegJointGene"):  # fmt: skip
@@ -342,8 +343,8 @@ def train_on_slide(
     max_rounds: int,
     cid_top: float,
     fill: bool,
-    prior_expansion_um: float,
-    max_expansion_um: float,
+    prior_expansion_um: float | None,
+    max_expansion_um: float | None,
     seed: int,
     progress: bool,
 ) -> SegJointGeneModel:
@@ -364,12 +365,12 @@ def train_on_slide(
     tile = max(int(round(config.tile_um / (bin_size * px))) // multiple, 1) * multiple
     tiles = training_tiles(
         run.index, run.nuclei(), lut, bin_size=bin_size, tile=tile, max_tiles=config.max_tiles,
-        prior_px=prior_expansion_um / px, density_sigma_px=2.0 / px, min_count=config.min_density_per_um2 * px**2,
-        rng=rng,
+        prior_px=run.expansion_px(prior_expansion_um), density_sigma_px=2.0 / px,
+        min_count=config.min_density_per_um2 * px**2, rng=rng,
     )  # fmt: skip
     params = JointParams(
         steps=steps, max_iterations=max_rounds, cid_top=cid_top, confidence=config.confidence,
-        max_distance=max_expansion_um / (bin_size * px), cid_windows=config.cid_windows, fill=fill,
+        max_distance=run.growth_limit_um(max_expansion_um) / (bin_size * px), cid_windows=config.cid_windows, fill=fill,
         crop=min(64, tile),
     )  # fmt: skip
     cid_params = CIDParams(steps=config.cid_steps, samples=config.cid_samples)
