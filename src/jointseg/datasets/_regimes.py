@@ -103,8 +103,8 @@ def regime_layout(
         major = max(minor * rng.uniform(*s.elongation), a + (minor - b))
         shift = rng.uniform(-0.3, 0.3) * (major - a)  # the nucleus sits off the cell's centre
         ccy, ccx = cy + shift * np.sin(theta), cx + shift * np.cos(theta)
-        _paint_ellipse(nuclei, nucleus_depth, i, (cy, cx), a, b, theta)
-        _paint_ellipse(cells, cell_depth, i, (ccy, ccx), major, minor, theta)
+        paint_ellipse(nuclei, nucleus_depth, i, (cy, cx), a, b, theta)
+        paint_ellipse(cells, cell_depth, i, (ccy, ccx), major, minor, theta)
     cells[nuclei > 0] = nuclei[nuclei > 0]
     # Keep each cell's piece that holds its nucleus (competition can cut off slivers).
     pieces = measure.label(cells, background=0, connectivity=1)
@@ -113,8 +113,10 @@ def regime_layout(
     return Layout(nuclei, cells, np.asarray(kinds, dtype=np.int64))
 
 
-def _paint_ellipse(labels, depth, label, centre, a, b, theta) -> None:
-    """Write ``label`` where the ellipse covers a pixel more deeply than what is there."""
+def paint_ellipse(labels, depth, label, centre, a, b, theta) -> None:
+    """Write ``label`` where the ellipse (semi-axes ``a`` along ``theta`` and ``b``) covers a pixel
+    more deeply than what ``depth`` says is there, so overlapping shapes meet along a shared border.
+    """
     h, w = labels.shape
     cy, cx = centre
     r = int(np.ceil(max(a, b))) + 1

@@ -11,7 +11,7 @@ from spatialdata.models import Labels2DModel, TableModel
 from spatialdata.transformations import Scale
 
 from jointseg._core.constants import DEFAULT_CS
-from jointseg.datasets._regimes import REGIMES, regime_layout
+from jointseg.datasets._regimes import REGIMES, paint_ellipse, regime_layout
 from jointseg.datasets._xenium import xenium_like_sdata
 
 
@@ -31,29 +31,13 @@ def _paint_nuclei(rng, shape, centres, radius_range) -> np.ndarray:
     """Elliptic nuclei; where two ellipses overlap, the pixel goes to the one it is deeper inside,
     so neighbours touch along a shared border.
     """
-    h, w = shape
     labels = np.zeros(shape, np.int32)
     depth = np.full(shape, np.inf)
     for i, (cy, cx) in enumerate(centres, start=1):
         a = rng.uniform(*radius_range)
         b = a * rng.uniform(0.65, 1.0)
         theta = rng.uniform(0, np.pi)
-        r = int(np.ceil(a)) + 1
-        y0, y1, x0, x1 = (
-            max(int(cy) - r, 0),
-            min(int(cy) + r + 1, h),
-            max(int(cx) - r, 0),
-            min(int(cx) + r + 1, w),
-        )
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        dy, dx = yy - cy, xx - cx
-        u = dx * np.cos(theta) + dy * np.sin(theta)
-        v = -dx * np.sin(theta) + dy * np.cos(theta)
-        e = (u / a) ** 2 + (v / b) ** 2
-        win_depth = depth[y0:y1, x0:x1]
-        take = (e <= 1) & (e < win_depth)
-        labels[y0:y1, x0:x1][take] = i
-        win_depth[take] = e[take]
+        paint_ellipse(labels, depth, i, (cy, cx), a, b, theta)
     return labels
 
 
