@@ -43,7 +43,12 @@ records = []
 def score(sdata, row, name, fn, **kw):
     """Run ``fn`` on a copy of the slide; record its mean IoU and AP against the true cells."""
     start = time.perf_counter()
-    out = fn(sdata, image_key="morphology", points_key="transcripts", copy=True, overwrite=True, **kw)
+    try:
+        out = fn(sdata, image_key="morphology", points_key="transcripts", copy=True, overwrite=True, **kw)
+    except ValueError as error:  # a method that refuses a regime says why; the table keeps the row
+        print(f"{name} on {row['regime']} at {row['um_px']} um/px: {error}", flush=True)
+        records.append({**row, "method": name, "mean_iou": np.nan, "ap": np.nan, "seconds": np.nan})
+        return
     scores = jg.metrics.instance_scores(out["cell_labels"].values, sdata["true_cells"].values)
     uns = out["table"].uns["jointseg"]["cell_labels"]
     records.append({**row, "method": name, "mean_iou": scores["mean_iou"], "ap": scores["ap"],
