@@ -10,6 +10,7 @@ from jointseg._core.shapes import labels_to_shapes
 from jointseg._core.tiling import BlockGrid, segment_blockwise
 from jointseg.seg.expand import expand_nuclei
 from jointseg.seg.genesegnet import GeneSegNetConfig, genesegnet, train_genesegnet
+from jointseg.seg.refine import refine
 from jointseg.seg.segjointgene import SegJointGeneConfig, segjointgene, train_segjointgene
 from jointseg.seg.sslcst import SSLCSTConfig, sslcst, train_sslcst
 
@@ -22,6 +23,7 @@ __all__ = [
     "genesegnet",
     "grow_nuclei",
     "labels_to_shapes",
+    "refine",
     "segjointgene",
     "segment_blockwise",
     "sliding_window_average",

@@ -1,0 +1,302 @@
+"""Blockwise refinement of a segmentation by each cell's own expression.
+
+Two passes over blocks with a halo. The first counts, per cell, the transcripts of its core (its
+anchor grown by ``core_px`` inside the cell) and of its whole outline, and the background's
+(:func:`count_block`); :func:`jointseg._core.expression_model.fit_expression_model` turns them
+into profiles. The second (:func:`refine_block`) grows the input cells into the transcript
+foreground by ``grow_px`` (the most a cell may gain), bins the window on a grid aligned to the
+image origin (so neighbouring blocks share bins), and lets
+:func:`jointseg._core.bin_solver.solve_bins` move bins between cells and the background. Bins on
+an anchor never move. The refined bins are mapped back to pixels, anchors keep their exact
+pixels, and the block's core is returned; with a halo wider than a cell plus its growth, a
+block's core sees every cell that can reach it whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy import ndimage as ndi
+from scipy import sparse
+from skimage.measure import label as connected_regions
+from skimage.segmentation import find_boundaries
+
+from jointseg._core.bin_solver import solve_bins
+from jointseg._core.density import transcript_density
+from jointseg._core.expansion import grow_nuclei
+from jointseg._core.expression_model import ExpressionModel, fit_expression_model
+from jointseg._core.tiling import BlockGrid, array_from_blocks
+from jointseg._core.transcripts import TranscriptIndex
+
+logger = logging.getLogger("jointseg")
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    """Options of the expression refinement (see :func:`jointseg.seg.refine` for their meaning)."""
+
+    bin_um: float = 1.0
+    smoothness: float = 0.5
+    core_um: float = 1.5
+    prior_counts: float = 30.0
+    ambient: float = 0.1
+    n_types: int = 15
+    max_sweeps: int = 30
+    min_density_per_um2: float = 0.15
+    density_sigma_um: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("bin_um", "density_sigma_um"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        for name in ("smoothness", "core_um", "prior_counts", "min_density_per_um2"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if not 0 < self.ambient < 1:
+            raise ValueError(f"ambient must be in (0, 1), got {self.ambient}.")
+        if self.n_types < 1 or self.max_sweeps < 1:
+            raise ValueError(f"n_types and max_sweeps must be >= 1, got {self.n_types} and {self.max_sweeps}.")
+
+
+def cell_anchors(labels: np.ndarray, nuclei: np.ndarray | None = None) -> np.ndarray:
+    """Each cell's anchor: its pixels inside a nucleus, or, for a cell without any, its deepest
+    pixels (at least half its largest distance to its own border).
+
+    Examples
+    --------
+    >>> lab = np.zeros((5, 9), int); lab[:, :4] = 1; lab[:, 5:] = 2
+    >>> nuc = np.zeros_like(lab); nuc[2, 1] = 7
+    >>> cell_anchors(lab, nuc)[2]
+    array([0, 1, 0, 0, 0, 0, 0, 2, 0])
+
+    """
+    anchors = np.zeros_like(labels) if nuclei is None else np.where(nuclei > 0, labels, 0)
+    ids = np.unique(labels[labels > 0])
+    missing = np.setdiff1d(ids, np.unique(anchors[anchors > 0]))
+    if len(missing):
+        depth = ndi.distance_transform_edt(~find_boundaries(labels, mode="inner") & (labels > 0))
+        deepest = np.zeros(int(ids.max()) + 1)
+        deepest[missing] = ndi.maximum(depth, labels, missing)
+        lacking = np.isin(labels, missing)
+        anchors[lacking & (depth >= 0.5 * deepest[labels])] = labels[lacking & (depth >= 0.5 * deepest[labels])]
+    return anchors
+
+
+def _transcripts(
+    index: TranscriptIndex, window: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column (in the window) and gene code of the window's transcripts of counted genes."""
+    sel = index.window(*window)
+    sel = sel[index.gene[sel] >= 0]
+    ry = np.rint(index.y[sel]).astype(np.intp) - window[0]
+    rx = np.rint(index.x[sel]).astype(np.intp) - window[2]
+    return ry, rx, index.gene[sel].astype(np.int64)
+
+
+def _triplets(ids: np.ndarray, gene: np.ndarray, n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(id, gene, count)`` of the non-zero ids."""
+    keep = ids > 0
+    pairs, n = np.unique(ids[keep].astype(np.int64) * n_genes + gene[keep], return_counts=True)
+    return pairs // n_genes, pairs % n_genes, n
+
+
+def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_px: float) -> dict:
+    """Counts of one block for the expression model: per (cell, gene) in the cores and the whole
+    cells, pixels per cell, and per gene and pixels outside every cell; only transcripts and pixels
+    of the block's ``core`` window count, so blocks add up exactly.
+    """
+    labels = np.asarray(labels_ext).astype(np.int64)
+    nuclei = None if nuclei_ext is None else np.asarray(nuclei_ext)
+    anchors = cell_anchors(labels, nuclei)
+    cores = np.where(grow_nuclei(anchors, labels > 0, distance=core_px) == labels, labels, 0)
+    y0, y1, x0, x1 = core
+    ry, rx, gene = _transcripts(index, core)
+    ry, rx = ry + y0 - ext[0], rx + x0 - ext[2]
+    inner = labels[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]]
+    ids, area = np.unique(inner, return_counts=True)
+    cell = labels[ry, rx]
+    return {
+        "core": _triplets(cores[ry, rx], gene, index.n_genes),
+        "cell": _triplets(cell, gene, index.n_genes),
+        "area": (ids[ids > 0], area[ids > 0]),
+        "background": np.bincount(gene[cell == 0], minlength=index.n_genes),
+        "background_area": int(area[ids == 0].sum()),
+    }
+
+
+def sum_counts(parts: list[dict], n_genes: int) -> tuple:
+    """Add up :func:`count_block` results: sorted cell ids, core and cell count matrices, areas in
+    pixels, background counts and background pixels.
+    """
+    area_ids = np.concatenate([p["area"][0] for p in parts])
+    area_n = np.concatenate([p["area"][1] for p in parts])
+    ids, inverse = np.unique(area_ids, return_inverse=True)
+    area = np.bincount(inverse, weights=area_n, minlength=len(ids))
+
+    def matrix(key: str) -> sparse.csr_matrix:
+        rows = np.concatenate([p[key][0] for p in parts])
+        cols = np.concatenate([p[key][1] for p in parts])
+        vals = np.concatenate([p[key][2] for p in parts])
+        return sparse.csr_matrix((vals, (np.searchsorted(ids, rows), cols)), shape=(len(ids), n_genes))
+
+    background = np.sum([p["background"] for p in parts], axis=0)
+    return ids, matrix("core"), matrix("cell"), area, background, sum(p["background_area"] for p in parts)
+
+
+def upsample_labels(bins: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bin labels on the pixel grid with smooth boundaries: each pixel takes the label with the most
+    bilinear weight among its four nearest bin centres (a tent-blurred one-hot, then argmax), so
+    boundaries run diagonally between bins instead of in ``s``-pixel stairs.
+
+    Examples
+    --------
+    >>> upsample_labels(np.array([[1, 2]]), 2, (1, 4))
+    array([[1, 1, 2, 2]])
+
+    """
+    h, w = shape
+    u = (np.arange(h) - (s - 1) / 2) / s
+    v = (np.arange(w) - (s - 1) / 2) / s
+    i0 = np.clip(np.floor(u).astype(np.intp), 0, bins.shape[0] - 1)
+    j0 = np.clip(np.floor(v).astype(np.intp), 0, bins.shape[1] - 1)
+    i1, j1 = np.minimum(i0 + 1, bins.shape[0] - 1), np.minimum(j0 + 1, bins.shape[1] - 1)
+    fy, fx = np.clip(u - i0, 0, 1)[:, None], np.clip(v - j0, 0, 1)[None, :]
+    corners = [bins[np.ix_(i0, j0)], bins[np.ix_(i1, j0)], bins[np.ix_(i0, j1)], bins[np.ix_(i1, j1)]]
+    weights = [(1 - fy) * (1 - fx), fy * (1 - fx), (1 - fy) * fx, fy * fx]
+    best, best_weight = corners[0], np.zeros((h, w))
+    for label in corners:
+        total = sum(np.where(other == label, wt, 0.0) for other, wt in zip(corners, weights, strict=True))
+        better = total > best_weight
+        best, best_weight = np.where(better, label, best), np.where(better, total, best_weight)
+    return best
+
+
+def refine_block(
+    labels_ext,
+    nuclei_ext,
+    index: TranscriptIndex,
+    ext,
+    core,
+    model: ExpressionModel,
+    *,
+    bin_px: int,
+    bin_area_um2: float,
+    grow_px: float,
+    sigma: float,
+    min_count: float,
+    smoothness: float,
+    max_sweeps: int,
+) -> np.ndarray:
+    """Refined labels of one block's ``core`` window (see the module docstring); ``ext`` must start
+    on a multiple of ``bin_px``.
+    """
+    labels = np.asarray(labels_ext).astype(np.int64)
+    nuclei = None if nuclei_ext is None else np.asarray(nuclei_ext)
+    anchors = cell_anchors(labels, nuclei)
+    foreground = transcript_density(index, ext, sigma=sigma) >= min_count if min_count > 0 else True
+    zone = grow_nuclei(labels, np.broadcast_to(foreground, labels.shape), distance=grow_px) if grow_px > 0 else labels
+    h, w = labels.shape
+    s = bin_px
+    hb, wb = -(-h // s), -(-w // s)
+    centre = (np.minimum(np.arange(hb) * s + s // 2, h - 1), np.minimum(np.arange(wb) * s + s // 2, w - 1))
+    bins = zone[np.ix_(*centre)]
+    anchor_bins = anchors[np.ix_(*centre)]
+    ids_present, first = np.unique(anchors.ravel(), return_index=True)
+    missing = ~np.isin(ids_present, anchor_bins) & (ids_present > 0)
+    py, px = np.unravel_index(first[missing], anchors.shape)
+    anchor_bins[py // s, px // s] = ids_present[missing]
+    bins = np.where(anchor_bins > 0, anchor_bins, bins)
+    # Keep each cell's part connected to its anchor (the input or the growth may leave islands).
+    regions = connected_regions(bins, background=0, connectivity=1)
+    bins = np.where(np.isin(regions, np.unique(regions[anchor_bins > 0])), bins, 0)
+    frozen = (anchor_bins > 0) | (zone[np.ix_(*centre)] == 0) & (bins == 0)
+
+    ids = np.unique(bins[bins > 0])
+    local = np.searchsorted(ids, bins) + 1
+    local[bins == 0] = 0
+    ry, rx, gene = _transcripts(index, ext)
+    order = np.argsort((ry // s) * wb + rx // s, kind="stable")
+    bin_of = ((ry // s) * wb + rx // s)[order]
+    genes, gene_local = np.unique(gene[order], return_inverse=True)
+    starts = np.searchsorted(bin_of, np.arange(hb * wb + 1)).astype(np.int64)
+    rate = model.block_rates(ids, bin_area_um2)
+    solve_bins(
+        local, frozen, starts, gene_local.astype(np.int64), model.block_log_profiles(ids, genes),
+        np.log(rate), rate, smoothness, max_sweeps,
+    )  # fmt: skip
+    refined = np.concatenate([[0], ids])[local]
+    pixels = upsample_labels(refined, s, (h, w))
+    pixels = np.where(anchors > 0, anchors, pixels)
+    y0, y1, x0, x1 = core
+    return pixels[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]]
+
+
+def refine_labels(
+    labels: da.Array,
+    nuclei: da.Array | None,
+    index: TranscriptIndex,
+    *,
+    pixel_size_um: float,
+    grow_um: float,
+    largest_cell_um: float,
+    params: RefineParams,
+    block_size: int = 2048,
+) -> tuple[da.Array, dict]:
+    """Refined cell labels (lazy, int64, same ids as ``labels``) and what the model found.
+
+    ``labels`` are read twice (counting, then refining): pass a computed or persisted array. Blocks
+    get a halo of ``largest_cell_um`` plus ``grow_um``, rounded up to whole bins.
+    """
+    shape = tuple(int(s) for s in labels.shape)
+    if nuclei is not None and tuple(nuclei.shape) != shape:
+        raise ValueError(f"The nuclei ({tuple(nuclei.shape)}) and the cells ({shape}) are on different pixel grids.")
+    s = max(1, round(params.bin_um / pixel_size_um))
+    grow_px = grow_um / pixel_size_um
+    halo = s * int(np.ceil((largest_cell_um / pixel_size_um + grow_px + 2 * s) / s))
+    grid = BlockGrid(shape=shape, block_size=s * max(1, -(-block_size // s)), halo=halo)
+    core_px = params.core_um / pixel_size_um
+
+    def window(array, blk):
+        return None if array is None else array[blk.ext_slices]
+
+    parts = dask.compute(*[
+        dask.delayed(count_block, pure=True)(
+            labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, core_px
+        )
+        for blk in grid
+    ])  # fmt: skip
+    ids, core, cell, area_px, background, background_px = sum_counts(list(parts), index.n_genes)
+    if len(ids) == 0:
+        raise ValueError("The segmentation to refine has no cells.")
+    if core.sum() == 0:
+        raise ValueError("No transcript falls in any cell's core: nothing to learn the cells' expression from.")
+    px2 = pixel_size_um**2
+    model = fit_expression_model(
+        ids, core, cell, area_px * px2, background, background_px * px2,
+        n_types=params.n_types, prior_counts=params.prior_counts, ambient=params.ambient, seed=params.seed,
+    )  # fmt: skip
+    delayed_model = dask.delayed(model)
+    min_count = params.min_density_per_um2 * px2
+    refined = array_from_blocks(
+        grid,
+        lambda blk: dask.delayed(refine_block, pure=True)(
+            labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, delayed_model,
+            bin_px=s, bin_area_um2=(s * pixel_size_um) ** 2, grow_px=grow_px,
+            sigma=params.density_sigma_um / pixel_size_um, min_count=min_count, smoothness=params.smoothness,
+            max_sweeps=params.max_sweeps,
+        ),
+        dtype=np.int64,
+    )  # fmt: skip
+    info = {
+        **asdict(params),
+        "bin_px": s,
+        "grow_um": grow_um,
+        "n_types_found": model.n_types,
+        "median_core_transcripts": float(np.median(np.asarray(core.sum(axis=1)))),
+    }
+    return refined, info

@@ -1,0 +1,160 @@
+"""Refine any segmentation by each cell's own expression."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from spatialdata import SpatialData, deepcopy
+
+from jointseg._core.backed import materialise
+from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
+from jointseg._core.docs import d
+from jointseg._core.method_run import start_run
+from jointseg._core.refinement import RefineParams, refine_labels
+from jointseg._core.utils import labels_2d, resolve_key
+
+logger = logging.getLogger("jointseg")
+
+
+@d.dedent
+def refine(
+    sdata: SpatialData,
+    *,
+    labels_key: str | None = None,
+    image_key: str | None = None,
+    points_key: str | None = None,
+    nuclei_key: str = NUCLEI_KEY,
+    grow_um: float | None = None,
+    smoothness: float = 0.5,
+    bin_um: float = 1.0,
+    core_um: float = 1.5,
+    prior_counts: float = 30.0,
+    ambient: float = 0.1,
+    n_types: int = 15,
+    max_sweeps: int = 30,
+    min_density_per_um2: float = 0.15,
+    density_sigma_um: float = 2.0,
+    max_cell_diameter_um: float | None = None,
+    seed: int = 0,
+    key_added: str = "refined_labels",
+    shapes_key: str = "refined_boundaries",
+    table_key: str = "refined_table",
+    block_size: int = 2048,
+    coordinate_system: str = DEFAULT_CS,
+    overwrite: bool = False,
+    copy: bool = False,
+) -> SpatialData | None:
+    """Refine a segmentation so that each cell holds the transcripts its own expression explains.
+
+    Works on any cell labels on the stain's pixel grid: jointseg's, a vendor's read by
+    spatialdata-io, sopa's or Proseg's. Each cell's profile is learnt from its core (its nucleus,
+    or its deepest pixels when it has none, grown by ``core_um``), shrunk toward its type's
+    profile; the background has its own (see :mod:`jointseg._core.expression_model`). The cells
+    are first grown by ``grow_um`` into the transcript foreground; then ~1 um bins move between
+    neighbouring cells and the background where that raises the likelihood of their transcripts
+    plus a smoothness reward, never cutting a cell in two nor taking its nucleus (see
+    :mod:`jointseg._core.bin_solver`). Runs per block with a halo.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData with the cells to refine, the stain they were segmented on and the transcripts.
+    labels_key
+        The cell labels to refine (may be omitted when there is only one labels element besides
+        ``nuclei_key``). Cell ids are renumbered 1..N in the output.
+    image_key, points_key
+        The stain (its pixel grid and transformations are the output's) and the transcripts.
+    nuclei_key
+        Nuclei labels, when present: each cell's anchor is its part inside a nucleus.
+    grow_um
+        How far a cell may grow beyond its input outline, in microns. None: 1.25 times the 95th
+        percentile of the cells' reach beyond their nuclei, estimated from the transcripts (needs
+        ``nuclei_key``; 0 without it).
+    smoothness
+        Reward per pair of neighbouring 1 um bins in the same cell, in units of log-likelihood:
+        higher gives rounder cells, lower follows single transcripts.
+    bin_um
+        Bin edge in microns: the unit a boundary moves by (rounded to whole pixels).
+    core_um
+        A cell's core is its anchor grown by this much inside the cell.
+    prior_counts
+        Pseudo-transcripts of its type's profile added to each cell's core.
+    ambient
+        Share of the background's profile in every cell's.
+    n_types
+        Clusters that give the type profiles.
+    max_sweeps
+        Most solver sweeps per block.
+    min_density_per_um2, density_sigma_um
+        The transcript foreground cells may grow into (as :func:`jointseg.seg.expand_nuclei`).
+    max_cell_diameter_um
+        Largest cell, for the halo between blocks (None: estimated from the nuclei and transcripts,
+        at least 30 um).
+    seed
+        Seed of the type clustering.
+    block_size
+        Block edge in pixels; memory is bounded by it.
+    %(outputs)s
+
+    Returns
+    -------
+    %(segmentation_returns)s
+
+    Examples
+    --------
+    >>> import jointseg as jg
+    >>> sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=15)
+    >>> jg.pp.nuclei(sdata, image_key="morphology")
+    >>> jg.seg.expand_nuclei(sdata, image_key="morphology", points_key="transcripts")
+    >>> jg.seg.refine(sdata, labels_key="cell_labels", overwrite=True)
+    >>> "refined_labels" in sdata.labels
+    True
+
+    """
+    if copy:
+        sdata = deepcopy(sdata)
+    params = RefineParams(
+        bin_um=bin_um, smoothness=smoothness, core_um=core_um, prior_counts=prior_counts, ambient=ambient,
+        n_types=n_types, max_sweeps=max_sweeps, min_density_per_um2=min_density_per_um2,
+        density_sigma_um=density_sigma_um, seed=seed,
+    )  # fmt: skip
+    if labels_key is None:
+        candidates = [k for k in sdata.labels if k != nuclei_key]
+        if len(candidates) != 1:
+            raise ValueError(f"Pass labels_key: the cell labels to refine (labels found: {list(sdata.labels)}).")
+        labels_key = candidates[0]
+    labels_key = resolve_key(sdata, "labels", labels_key)
+    if labels_key in (key_added,):
+        raise ValueError(f"key_added must differ from labels_key ({labels_key!r}).")
+    run = start_run(
+        sdata, method="refine", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
+        outputs=[key_added, shapes_key, table_key], overwrite=overwrite, needs_nuclei=False,
+        index_block_size=min(block_size, 1024), grid_key=labels_key, coordinate_system=coordinate_system,
+    )  # fmt: skip
+    stain_shape = tuple(int(s) for s in run.stain().shape)
+    cells = labels_2d(sdata, labels_key).data
+    if tuple(cells.shape) != stain_shape:
+        raise ValueError(
+            f"Labels {labels_key!r} {tuple(cells.shape)} are not on the pixel grid of image {run.image_key!r} "
+            f"{stain_shape}; refine needs both on one grid."
+        )
+    has_nuclei = nuclei_key in sdata.labels
+    nuclei = run.nuclei() if has_nuclei else None
+    if grow_um is None:
+        grow_um = run.growth_limit_um(None) if has_nuclei else 0.0
+    if grow_um < 0:
+        raise ValueError(f"grow_um must be >= 0, got {grow_um}.")
+    cells, clean_up = materialise(sdata, cells.astype(np.int64))
+    try:
+        refined, info = refine_labels(
+            cells, nuclei, run.index, pixel_size_um=run.pixel_size_um, grow_um=grow_um, params=params,
+            largest_cell_um=run.largest_cell_um(max_cell_diameter_um, at_least=30.0), block_size=block_size,
+        )  # fmt: skip
+        params_out = {"labels_key": labels_key, "nuclei_key": nuclei_key if has_nuclei else None, **info,
+                      **run.extent_params()}  # fmt: skip
+        run.finish(refined, params=params_out, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+                   overwrite=overwrite)  # fmt: skip
+    finally:
+        clean_up()
+    return sdata if copy else None
