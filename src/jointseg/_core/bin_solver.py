@@ -92,6 +92,8 @@ def solve_bins(
     rate: np.ndarray,
     smoothness: float,
     max_sweeps: int,
+    temperatures: np.ndarray,
+    seed: int,
 ) -> np.ndarray:
     """Relabel the bins of ``lab`` in place (see the module docstring); returns the moves per sweep.
 
@@ -115,7 +117,11 @@ def solve_bins(
 
     """
     h, w = lab.shape
-    candidates = np.zeros(5, np.int64)
+    state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)
+    candidates = np.zeros(6, np.int64)
+    scores = np.zeros(6)
+    n_anneal = len(temperatures)
+    max_sweeps = max_sweeps + n_anneal
     moves = np.zeros(max_sweeps, np.int64)
     side_y = (-1, 0, 1, 0)
     side_x = (0, 1, 0, -1)
@@ -142,19 +148,36 @@ def solve_bins(
                     candidates[n] = 0
                     n += 1
                 b = y * w + x
-                score_a = _log_likelihood(b, a, starts, genes, log_profile, log_rate, rate)
-                score_a += smoothness * _agreement(lab, y, x, a, _DIAGONAL)
-                best, best_score = a, score_a + 1e-9
+                candidates[n] = a
+                n += 1
                 for m in range(n):
                     c = candidates[m]
-                    score = _log_likelihood(b, c, starts, genes, log_profile, log_rate, rate)
-                    score += smoothness * _agreement(lab, y, x, c, _DIAGONAL)
-                    if score > best_score:
-                        best, best_score = c, score
+                    scores[m] = _log_likelihood(b, c, starts, genes, log_profile, log_rate, rate)
+                    scores[m] += smoothness * _agreement(lab, y, x, c, _DIAGONAL)
+                best = a
+                if sweep < n_anneal:
+                    t = temperatures[sweep]
+                    top = scores[:n].max()
+                    total = 0.0
+                    for m in range(n):
+                        scores[m] = np.exp((scores[m] - top) / t)
+                        total += scores[m]
+                    state = state * np.uint64(6364136223846793005) + np.uint64(1442695040888963407)
+                    r = float(state >> np.uint64(11)) * 2.0**-53 * total
+                    for m in range(n):
+                        r -= scores[m]
+                        if r <= 0:
+                            best = candidates[m]
+                            break
+                else:
+                    best_score = scores[n - 1] + 1e-9
+                    for m in range(n - 1):
+                        if scores[m] > best_score:
+                            best, best_score = candidates[m], scores[m]
                 if best != a and (a == 0 or _keeps_connected(lab, y, x, a)):
                     lab[y, x] = best
                     n_moves += 1
         moves[sweep] = n_moves
-        if n_moves == 0:
+        if n_moves == 0 and sweep >= n_anneal:
             return moves[: sweep + 1]
     return moves

@@ -26,7 +26,7 @@ def refine(
     points_key: str | None = None,
     nuclei_key: str = NUCLEI_KEY,
     grow_um: float | None = None,
-    smoothness: float = 0.5,
+    smoothness: float = 0.85,
     bin_um: float = 1.0,
     core_um: float = 1.5,
     prior_counts: float = 30.0,
@@ -37,6 +37,8 @@ def refine(
     density_sigma_um: float = 2.0,
     max_cell_diameter_um: float | None = None,
     seed: int = 0,
+    temperature: float = 3.0,
+    anneal_sweeps: int = 20,
     key_added: str = "refined_labels",
     shapes_key: str = "refined_boundaries",
     table_key: str = "refined_table",
@@ -117,7 +119,7 @@ def refine(
     params = RefineParams(
         bin_um=bin_um, smoothness=smoothness, core_um=core_um, prior_counts=prior_counts, ambient=ambient,
         n_types=n_types, max_sweeps=max_sweeps, min_density_per_um2=min_density_per_um2,
-        density_sigma_um=density_sigma_um, seed=seed,
+        density_sigma_um=density_sigma_um, seed=seed, temperature=temperature, anneal_sweeps=anneal_sweeps,
     )  # fmt: skip
     if labels_key is None:
         candidates = [k for k in sdata.labels if k != nuclei_key]
