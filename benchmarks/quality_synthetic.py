@@ -25,14 +25,26 @@ import jointseg as jg
 parser = argparse.ArgumentParser()
 parser.add_argument("--regimes", nargs="+", default=["epithelium", "stroma", "cultured", "tumour"])
 parser.add_argument("--pixel-sizes", type=float, nargs="+", default=[0.2125, 0.5])
-parser.add_argument("--methods", nargs="+", default=["expand_nuclei", "genesegnet", "segjointgene", "sslcst"])
+parser.add_argument("--methods", nargs="+", default=["expand_nuclei", "refine", "genesegnet", "segjointgene", "sslcst"])
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
 EXPANSIONS_UM = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0)
+
+
+def refine_expansion(sdata, **kw):
+    """``expand_nuclei`` with its defaults, then :func:`jointseg.seg.refine` (its cells under the usual keys)."""
+    out = jg.seg.expand_nuclei(sdata, **kw)
+    jg.seg.refine(out, labels_key="cell_labels", key_added="refined", table_key="refined_table")
+    out["cell_labels"], out["table"] = out["refined"], out["refined_table"]
+    out["table"].uns["jointseg"]["cell_labels"] = out["table"].uns["jointseg"]["refined"]
+    return out
+
+
 METHODS = {
     "expand_nuclei": jg.seg.expand_nuclei,
+    "refine": refine_expansion,
     "genesegnet": jg.seg.genesegnet,
     "segjointgene": jg.seg.segjointgene,
     "sslcst": jg.seg.sslcst,
@@ -67,7 +79,7 @@ for regime in args.regimes:
         for d in EXPANSIONS_UM:
             score(sdata, row, f"expand {d:g} um", jg.seg.expand_nuclei, max_distance_um=d)
         for name in args.methods:
-            kw = {} if name == "expand_nuclei" else {"progress": False}
+            kw = {} if name in ("expand_nuclei", "refine") else {"progress": False}
             score(sdata, row, f"{name} (defaults)", METHODS[name], **kw)
         print(f"done: {regime} at {px} um/px", flush=True)
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from spatialdata import SpatialData
 
 logger = logging.getLogger("jointseg")
@@ -24,6 +26,10 @@ def _methods() -> dict[str, Callable]:
         "segjointgene": seg.segjointgene,
         "sslcst": seg.sslcst,
     }
+
+
+#: The output keys of every segmentation method, and their defaults.
+OUTPUT_KEYS = {"key_added": "cell_labels", "shapes_key": "cell_boundaries", "table_key": "table"}
 
 
 def method_options(method: str, args: argparse.Namespace) -> dict:
@@ -65,11 +71,14 @@ def run_pipeline(
     channel: int | str | None = None,
     block_size: int | None = None,
     overwrite: bool = False,
+    refine: bool = False,
     **method_kwargs,
 ) -> dict[str, float]:
-    """Nuclei (unless present) then ``method``; returns wall times of the steps in seconds.
+    """Nuclei (unless present) then ``method``, then (``refine``) :func:`jointseg.seg.refine` of its
+    cells; returns wall times of the steps in seconds.
     ``channel`` picks the stain of a multichannel image, for the nuclei and for methods that read it;
-    ``block_size`` (pixels) sets the tiling of the nuclei and of methods that take it.
+    ``block_size`` (pixels) sets the tiling of the nuclei and of methods that take it. With ``refine``
+    the method's own outputs get the suffix ``_unrefined`` and the refined cells take the output keys.
     """
     import jointseg as jg
 
@@ -94,19 +103,31 @@ def run_pipeline(
         )  # fmt: skip
     times["nuclei_s"] = time.perf_counter() - start
     start = time.perf_counter()
+    keys = {name: method_kwargs.pop(name, default) for name, default in OUTPUT_KEYS.items()}
+    first = {name: f"{key}_unrefined" for name, key in keys.items()} if refine else keys
     methods[method](
         sdata,
         image_key=image_key,
         points_key=points_key,
         coordinate_system=coordinate_system,
         overwrite=overwrite,
+        **first,
         **method_kwargs,
     )
     times["segmentation_s"] = time.perf_counter() - start
+    if refine:
+        start = time.perf_counter()
+        jg.seg.refine(
+            sdata, labels_key=first["key_added"], image_key=image_key, points_key=points_key,
+            coordinate_system=coordinate_system, overwrite=overwrite, **keys,
+            **({"block_size": block_size} if block_size is not None else {}),
+        )  # fmt: skip
+        times["refine_s"] = time.perf_counter() - start
     return times
 
 
-def _cmd_segment(args: argparse.Namespace) -> None:
+def _read_input(args: argparse.Namespace) -> tuple[SpatialData, Path]:
+    """The input store (with ``--microns-per-unit`` applied) and the output path, checked."""
     import jointseg as jg
 
     out = Path(args.output)
@@ -117,6 +138,40 @@ def _cmd_segment(args: argparse.Namespace) -> None:
     sdata = jg.io.read_zarr(args.input)
     if args.microns_per_unit is not None:
         jg.pp.set_units(sdata, args.microns_per_unit, coordinate_system=args.coordinate_system)
+    return sdata, out
+
+
+def _print_summary(name: str, sdata: SpatialData, table_key: str, seconds: float, out: Path) -> None:
+    import jointseg as jg
+
+    summary = jg.metrics.assignment_summary(sdata[table_key], table_key=table_key)
+    print(
+        f"{name}: {summary['n_cells']} cells, {summary['fraction_assigned']:.1%} of transcripts assigned, "
+        f"median {summary['median_transcripts_per_cell']:.0f} per cell ({seconds:.1f} s) -> {out}"
+    )
+
+
+def _cmd_refine(args: argparse.Namespace) -> None:
+    import jointseg as jg
+
+    sdata, out = _read_input(args)
+    start = time.perf_counter()
+    with jg.io.checkpoint(Path(f"{out}.jointseg-checkpoint"), recover=args.resume, in_memory=False):
+        jg.seg.refine(
+            sdata, labels_key=args.labels_key, image_key=args.image_key, points_key=args.points_key,
+            nuclei_key=args.nuclei_key, smoothness=args.smoothness, seed=args.seed,
+            key_added=args.key_added, shapes_key=args.boundaries_key, table_key=args.table_key,
+            coordinate_system=args.coordinate_system, overwrite=args.overwrite,
+            **({"block_size": args.block_size} if args.block_size is not None else {}),
+        )  # fmt: skip
+        jg.io.write_zarr(sdata, out, overwrite=args.overwrite)
+    _print_summary("refine", sdata, args.table_key, time.perf_counter() - start, out)
+
+
+def _cmd_segment(args: argparse.Namespace) -> None:
+    import jointseg as jg
+
+    sdata, out = _read_input(args)
     if args.device is not None:
         jg._core.utils.select_device(args.device)  # fail early on an unknown device string
     # Slide-sized results go block by block to a checkpoint beside the output; --resume reuses the
@@ -132,18 +187,15 @@ def _cmd_segment(args: argparse.Namespace) -> None:
             channel=int(args.channel) if args.channel is not None and args.channel.isdigit() else args.channel,
             block_size=args.block_size,
             overwrite=args.overwrite,
+            refine=args.refine,
             key_added=args.labels_key,
             shapes_key=args.shapes_key,
             table_key=args.table_key,
             **method_options(args.method, args),
         )
         jg.io.write_zarr(sdata, out, overwrite=args.overwrite)
-    summary = jg.metrics.assignment_summary(sdata[args.table_key], table_key=args.table_key)
-    print(
-        f"{args.method}: {summary['n_cells']} cells, {summary['fraction_assigned']:.1%} of transcripts assigned, "
-        f"median {summary['median_transcripts_per_cell']:.0f} per cell "
-        f"({sum(times.values()):.1f} s) -> {out}"
-    )
+    name = f"{args.method} + refine" if args.refine else args.method
+    _print_summary(name, sdata, args.table_key, sum(times.values()), out)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -167,15 +219,23 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         sdata = jg.datasets.xenium_breast(subset=subset)
     print(f"Xenium human breast cancer crop ({subset}): Janesick et al. 2023, 10x Genomics, CC BY 4.0")
     options = {"steps": args.steps} if args.steps is not None else {}
-    times = run_pipeline(sdata, image_key="morphology", points_key="transcripts", method=args.method, **options)
-    table = sdata["table"]
-    summary = jg.metrics.assignment_summary(table)
+    refine = not args.no_refine
+    times = run_pipeline(
+        sdata, image_key="morphology", points_key="transcripts", method=args.method, refine=refine, **options
+    )
+    name = f"{args.method} + refine" if refine else args.method
     markers = jg.datasets.markers("breast")
-    pairs = jg.metrics.exclusive_marker_pairs(markers, genes=list(table.var_names))
-    summary["mecr"] = jg.metrics.mecr(table, pairs)
+    pairs = jg.metrics.exclusive_marker_pairs(markers, genes=list(sdata["table"].var_names))
+    rows = {name: _demo_row(sdata, "table", pairs)}
+    if refine:
+        rows[f"{args.method} (before refine)"] = _demo_row(sdata, "table_unrefined", pairs)
+    rows["Xenium's own cells (vendor)"] = _vendor_row(sdata, pairs)
+    jg.tl.gene_scores(sdata)
+    jg.tl.pseudolabels(sdata)
+    table = sdata["table"]
     fig, axes = plt.subplots(1, 2, figsize=(16, 6.5))
     jg.pl.segmentation(sdata, image_key="morphology", nuclei_key="nuclei", ax=axes[0])
-    axes[0].set_title(f"{args.method}: {summary['n_cells']} cells (red), nuclei (cyan)")
+    axes[0].set_title(f"{name}: {table.n_obs} cells (red), nuclei (cyan)")
     h, w = sdata["morphology"].shape[-2:]
     zoom = (h // 2 - 200, h // 2 + 200, w // 2 - 300, w // 2 + 300)
     jg.pl.segmentation(sdata, image_key="morphology", points_key="transcripts", region=zoom, ax=axes[1])
@@ -183,25 +243,58 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     fig.tight_layout()
     figure = out / "segmentation.png"
     fig.savefig(figure, dpi=110)
-    if "jg_cid_by_type" in table.varm:  # methods that rank genes (segjointgene)
-        ax = jg.pl.gene_scores(sdata)
-        ax.figure.tight_layout()
-        ax.figure.savefig(out / "gene_scores.png", dpi=110)
-        top = table.var.sort_values("jg_cid_rank").index[:10]
-        print("top genes by CID score:", ", ".join(top), f"(figure: {out / 'gene_scores.png'})")
+    plt.close(fig)
+    ax = jg.pl.cell_types(sdata, image_key="morphology")
+    ax.figure.savefig(out / "cell_types.png", dpi=110)
+    plt.close(ax.figure)
+    top = table.var.sort_values("jg_entropy_rank").index[:10]
+    print("most cell-specific genes (spatial entropy):", ", ".join(top))
+    counts = table.obs["cell_type"].value_counts()
+    print("cell types (pseudolabels):", ", ".join(f"{k} {v}" for k, v in counts.items()))
     jg.io.write_zarr(sdata, out / "demo.zarr", overwrite=True)
-    rows = [
-        ("nuclei found", f"{int(sdata['nuclei'].max())}"),
-        ("cells", f"{summary['n_cells']}"),
-        ("transcripts assigned", f"{summary['fraction_assigned']:.1%}"),
-        ("median transcripts / cell", f"{summary['median_transcripts_per_cell']:.0f}"),
-        ("median cell area (um^2)", f"{summary['median_area_um2']:.1f}"),
-        (f"MECR ({len(pairs)} exclusive marker pairs)", f"{summary['mecr']:.3f}"),
-        ("wall time nuclei / cells (s)", f"{times['nuclei_s']:.1f} / {times['segmentation_s']:.1f}"),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print("\n".join(f"  {name:<{width}}  {value}" for name, value in rows))
-    print(f"Wrote {out / 'demo.zarr'} and {figure}")
+    try:
+        explorer = jg.io.write_xenium_explorer(sdata, out / "explorer", shapes_key="cell_boundaries", overwrite=True)
+        print(f"Xenium Explorer: open {explorer / 'experiment.xenium'}")
+    except ImportError as err:
+        print(f"Xenium Explorer export skipped: {err}")
+    frame = pd.DataFrame(rows).T
+    print(f"\n{'':<36} cells  assigned  median tx/cell  MECR ({len(pairs)} exclusive marker pairs)")
+    for row_name, r in frame.iterrows():
+        print(f"{row_name:<36} {r['cells']:>5.0f}  {r['assigned']:>7.1%}  {r['median']:>14.0f}  {r['mecr']:.4f}")
+    print(f"nuclei found: {int(sdata['nuclei'].max())}; wall time: "
+          + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in times.items()))  # fmt: skip
+    print(f"Wrote {out / 'demo.zarr'}, {figure} and {out / 'cell_types.png'}")
+
+
+def _demo_row(sdata: SpatialData, table_key: str, pairs: list) -> dict[str, float]:
+    import jointseg as jg
+
+    summary = jg.metrics.assignment_summary(sdata[table_key], table_key=table_key)
+    return {
+        "cells": summary["n_cells"],
+        "assigned": summary["fraction_assigned"],
+        "median": summary["median_transcripts_per_cell"],
+        "mecr": jg.metrics.mecr(sdata[table_key], pairs),
+    }
+
+
+def _vendor_row(sdata: SpatialData, pairs: list) -> dict[str, float]:
+    """The demo row of the vendor's own per-transcript cell ids (never an input; only compared)."""
+    import anndata as ad
+    from scipy import sparse
+
+    import jointseg as jg
+
+    points = sdata["transcripts"][["xenium_cell_id", "feature_name"]].compute()
+    assigned = points[points["xenium_cell_id"] > 0]
+    counts = pd.crosstab(assigned["xenium_cell_id"], assigned["feature_name"])
+    table = ad.AnnData(sparse.csr_matrix(counts.to_numpy()), var=pd.DataFrame(index=counts.columns.astype(str)))
+    return {
+        "cells": len(counts),
+        "assigned": len(assigned) / len(points),
+        "median": float(np.median(counts.sum(axis=1))),
+        "mecr": jg.metrics.mecr(table, pairs, layer=None),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,13 +334,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--resume", action="store_true", help="reuse the blocks finished by an interrupted run with the same OUTPUT"
         )
+        p.add_argument(
+            "--refine",
+            action="store_true",
+            help="refine the cells by their expression (jg.seg.refine); the method's own get the suffix _unrefined",
+        )
         p.add_argument("--overwrite", action="store_true", help="replace OUTPUT and existing result keys")
         p.set_defaults(func=_cmd_segment)
+    p = sub.add_parser("refine", help="refine any cell labels by each cell's expression (jg.seg.refine)")
+    p.add_argument("input", help="input SpatialData zarr store (never modified)")
+    p.add_argument("output", help="output zarr store: the input's elements plus the refined cells")
+    p.add_argument("--labels-key", required=True, help="the cell labels to refine (jointseg's, a vendor's, sopa's)")
+    p.add_argument("--image-key", default=None, help="the stain the labels share a pixel grid with")
+    p.add_argument("--points-key", default=None, help="transcripts (default: the only points)")
+    p.add_argument("--nuclei-key", default="nuclei", help="nuclei labels, if present: the cells' anchors")
+    p.add_argument("--coordinate-system", default="global")
+    p.add_argument("--microns-per-unit", type=float, default=None, help="microns in one unit (see jg.pp.set_units)")
+    p.add_argument("--smoothness", type=float, default=0.85, help="higher: rounder cells; lower: follow transcripts")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--key-added", default="refined_labels", help="name of the refined labels")
+    p.add_argument("--boundaries-key", default="refined_boundaries", help="name of their polygons")
+    p.add_argument("--table-key", default="refined_table", help="name of their cells x genes table")
+    p.add_argument("--block-size", type=int, default=None, help="tile edge in pixels (default: 2048)")
+    p.add_argument("--resume", action="store_true", help="reuse the blocks of an interrupted run with this OUTPUT")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT and existing result keys")
+    p.set_defaults(func=_cmd_refine)
     p = sub.add_parser("demo", help="run the pipeline on the real Xenium breast crop")
     p.add_argument("--out", default="results/demo", help="output folder")
     p.add_argument("--subset", default="full", choices=["full", "small"])
     p.add_argument("--method", default="expand_nuclei", choices=sorted(_methods()))
     p.add_argument("--steps", type=int, default=None, help="training steps per round (network methods)")
+    p.add_argument("--no-refine", action="store_true", help="the method's cells as they are (no jg.seg.refine)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -2,7 +2,7 @@
 neighbouring cells and the background to raise the likelihood of their transcripts plus a Potts
 smoothness, and no move may ever cut a cell in two.
 
-Iterated conditional modes (Besag 1986) over the boundary bins, in alternating raster order: a bin
+Iterated conditional modes (Besag 1986) over the boundary bins, after a short annealing: a bin
 may take the label of one of its four neighbours or the background, whichever raises
 
     sum over its transcripts of log(rate_c * p_c(gene)) - rate_c + smoothness * (8-neighbours labelled c)
@@ -82,6 +82,75 @@ def _agreement(lab: np.ndarray, y: int, x: int, c: int, diagonal: float) -> floa
 
 
 @njit(cache=True)
+def _uniform(seed: int, sweep: int, y: int, x: int) -> float:
+    """A uniform number in [0, 1) fixed by the seed, the sweep and the bin's position in the image
+    (splitmix64 of their combination): the same in a block and in the whole image.
+    """
+    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+    z ^= np.uint64(sweep) * np.uint64(0xBF58476D1CE4E5B9)
+    z ^= np.uint64(y) * np.uint64(0x94D049BB133111EB)
+    z ^= np.uint64(x) * np.uint64(0xD6E8FEB86659FD93)
+    for _ in range(2):
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return float(z >> np.uint64(11)) * 2.0**-53
+
+
+@njit(cache=True)
+def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness, temperature, seed, oy, ox):
+    """Update one bin (see :func:`solve_bins`); returns whether it moved."""
+    h, w = lab.shape
+    if frozen[y, x]:
+        return False
+    a = lab[y, x]
+    candidates = np.empty(6, np.int64)
+    scores = np.empty(6)
+    n = 0
+    for dy, dx in ((-1, 0), (0, 1), (1, 0), (0, -1)):
+        yy, xx = y + dy, x + dx
+        if 0 <= yy < h and 0 <= xx < w and lab[yy, xx] != a and lab[yy, xx] not in candidates[:n]:
+            candidates[n] = lab[yy, xx]
+            n += 1
+    if n == 0:
+        return False
+    if a != 0 and 0 not in candidates[:n]:
+        candidates[n] = 0
+        n += 1
+    candidates[n] = a
+    n += 1
+    b = y * w + x
+    for m in range(n):
+        c = candidates[m]
+        scores[m] = _log_likelihood(b, c, starts, genes, log_profile, log_rate, rate)
+        scores[m] += smoothness * _agreement(lab, y, x, c, _DIAGONAL)
+    best = a
+    if temperature > 0:
+        top = scores[:n].max()
+        total = 0.0
+        for m in range(n):
+            scores[m] = np.exp((scores[m] - top) / temperature)
+            total += scores[m]
+        r = _uniform(seed, sweep, oy + y, ox + x) * total
+        for m in range(n):
+            r -= scores[m]
+            if r <= 0:
+                best = candidates[m]
+                break
+    else:
+        best_score = scores[n - 1] + 1e-9
+        for m in range(n - 1):
+            if scores[m] > best_score:
+                best, best_score = candidates[m], scores[m]
+    if best == a or (a != 0 and not _keeps_connected(lab, y, x, a)):
+        return False
+    lab[y, x] = best
+    return True
+
+
+@njit(cache=True)
 def solve_bins(
     lab: np.ndarray,
     frozen: np.ndarray,
@@ -94,8 +163,16 @@ def solve_bins(
     max_sweeps: int,
     temperatures: np.ndarray,
     seed: int,
+    origin: tuple[int, int],
 ) -> np.ndarray:
     """Relabel the bins of ``lab`` in place (see the module docstring); returns the moves per sweep.
+
+    Each sweep visits the bins in four phases of a 2 x 2 checkerboard (by their position in the
+    image, ``origin`` + their position in ``lab``); bins of one phase are never 8-neighbours, so
+    their updates do not depend on the order they are visited in, and a block computes what the
+    whole image would, wherever it starts. The first ``len(temperatures)`` sweeps sample each bin's
+    label at that temperature (Gibbs, random numbers fixed by ``seed`` and the bin's position); the
+    rest take the best label (ICM) until no bin moves or ``max_sweeps``.
 
     Parameters
     ----------
@@ -113,71 +190,28 @@ def solve_bins(
     smoothness
         Reward per agreeing 4-neighbour (diagonals weigh 1/sqrt(2)).
     max_sweeps
-        Stop after this many sweeps if moves continue.
+        Most ICM sweeps after the annealing.
+    temperatures
+        Temperature of each annealing sweep.
+    seed
+        Seed of the annealing.
+    origin
+        Position of ``lab[0, 0]`` in the image's bin grid.
 
     """
     h, w = lab.shape
-    state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)
-    candidates = np.zeros(6, np.int64)
-    scores = np.zeros(6)
+    oy, ox = origin
     n_anneal = len(temperatures)
-    max_sweeps = max_sweeps + n_anneal
-    moves = np.zeros(max_sweeps, np.int64)
-    side_y = (-1, 0, 1, 0)
-    side_x = (0, 1, 0, -1)
-    for sweep in range(max_sweeps):
-        n_moves = 0
-        for i in range(h):
-            y = i if sweep % 2 == 0 else h - 1 - i
-            for j in range(w):
-                x = j if sweep % 2 == 0 else w - 1 - j
-                if frozen[y, x]:
-                    continue
-                a = lab[y, x]
-                n = 0
-                for k in range(4):
-                    yy, xx = y + side_y[k], x + side_x[k]
-                    if 0 <= yy < h and 0 <= xx < w and lab[yy, xx] != a:
-                        c = lab[yy, xx]
-                        if c not in candidates[:n]:
-                            candidates[n] = c
-                            n += 1
-                if n == 0:
-                    continue
-                if a != 0 and 0 not in candidates[:n]:
-                    candidates[n] = 0
-                    n += 1
-                b = y * w + x
-                candidates[n] = a
-                n += 1
-                for m in range(n):
-                    c = candidates[m]
-                    scores[m] = _log_likelihood(b, c, starts, genes, log_profile, log_rate, rate)
-                    scores[m] += smoothness * _agreement(lab, y, x, c, _DIAGONAL)
-                best = a
-                if sweep < n_anneal:
-                    t = temperatures[sweep]
-                    top = scores[:n].max()
-                    total = 0.0
-                    for m in range(n):
-                        scores[m] = np.exp((scores[m] - top) / t)
-                        total += scores[m]
-                    state = state * np.uint64(6364136223846793005) + np.uint64(1442695040888963407)
-                    r = float(state >> np.uint64(11)) * 2.0**-53 * total
-                    for m in range(n):
-                        r -= scores[m]
-                        if r <= 0:
-                            best = candidates[m]
-                            break
-                else:
-                    best_score = scores[n - 1] + 1e-9
-                    for m in range(n - 1):
-                        if scores[m] > best_score:
-                            best, best_score = candidates[m], scores[m]
-                if best != a and (a == 0 or _keeps_connected(lab, y, x, a)):
-                    lab[y, x] = best
-                    n_moves += 1
-        moves[sweep] = n_moves
-        if n_moves == 0 and sweep >= n_anneal:
+    moves = np.zeros(n_anneal + max_sweeps, np.int64)
+    for sweep in range(n_anneal + max_sweeps):
+        temperature = temperatures[sweep] if sweep < n_anneal else 0.0
+        for phase in range(4):
+            y0 = (phase // 2 + oy) % 2
+            x0 = (phase % 2 + ox) % 2
+            for y in range(y0, h, 2):
+                for x in range(x0, w, 2):
+                    moves[sweep] += _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate,
+                                           smoothness, temperature, seed, oy, ox)  # fmt: skip
+        if moves[sweep] == 0 and sweep >= n_anneal:
             return moves[: sweep + 1]
     return moves

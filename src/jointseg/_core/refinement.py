@@ -231,7 +231,7 @@ def refine_block(
     rate = model.block_rates(ids, bin_area_um2)
     solve_bins(
         local, frozen, starts, gene_local.astype(np.int64), model.block_log_profiles(ids, genes),
-        np.log(rate), rate, smoothness, max_sweeps, temperatures, seed,
+        np.log(rate), rate, smoothness, max_sweeps, temperatures, seed, (ext[0] // s, ext[2] // s),
     )  # fmt: skip
     refined = np.concatenate([[0], ids])[local]
     pixels = upsample_labels(refined, s, (h, w))

@@ -8,11 +8,11 @@ import numpy as np
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._core.backed import materialise
-from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
+from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY, POINTS_CELL_ID
 from jointseg._core.docs import d
 from jointseg._core.method_run import start_run
 from jointseg._core.refinement import RefineParams, refine_labels
-from jointseg._core.utils import labels_2d, resolve_key
+from jointseg._core.utils import check_new_key, labels_2d, resolve_key
 
 logger = logging.getLogger("jointseg")
 
@@ -99,6 +99,9 @@ def refine(
         Block edge in pixels; memory is bounded by it.
     %(outputs)s
 
+    The transcripts' ``jg_cell_id`` column (the input cells', when jointseg made them) is replaced by
+    the refined cells'.
+
     Returns
     -------
     %(segmentation_returns)s
@@ -109,7 +112,7 @@ def refine(
     >>> sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=15)
     >>> jg.pp.nuclei(sdata, image_key="morphology")
     >>> jg.seg.expand_nuclei(sdata, image_key="morphology", points_key="transcripts")
-    >>> jg.seg.refine(sdata, labels_key="cell_labels", overwrite=True)
+    >>> jg.seg.refine(sdata, labels_key="cell_labels")
     >>> "refined_labels" in sdata.labels
     True
 
@@ -127,8 +130,15 @@ def refine(
             raise ValueError(f"Pass labels_key: the cell labels to refine (labels found: {list(sdata.labels)}).")
         labels_key = candidates[0]
     labels_key = resolve_key(sdata, "labels", labels_key)
-    if labels_key in (key_added,):
+    if labels_key == key_added:
         raise ValueError(f"key_added must differ from labels_key ({labels_key!r}).")
+    points_key = resolve_key(sdata, "points", points_key)
+    for key in (key_added, shapes_key, table_key):
+        check_new_key(sdata, key, overwrite=overwrite)
+    if POINTS_CELL_ID in sdata.points[points_key].columns:
+        # The column holds the cells being refined (or a vendor's ids under another name are kept).
+        logger.info("refine: the transcripts' %r column is replaced by the refined cells.", POINTS_CELL_ID)
+        sdata.points[points_key] = sdata.points[points_key].drop(columns=POINTS_CELL_ID)
     run = start_run(
         sdata, method="refine", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
         outputs=[key_added, shapes_key, table_key], overwrite=overwrite, needs_nuclei=False,

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from jointseg._core.bin_solver import solve_bins
+
+
+def _bins(genes_of_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``starts`` and ``genes`` of bins each holding the listed gene codes (-1: empty)."""
+    flat = genes_of_bins.reshape(-1, genes_of_bins.shape[-1])
+    counts = (flat >= 0).sum(1)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return starts, flat[flat >= 0].astype(np.int64)
+
+
+def _solve(lab, frozen, content, log_profile, *, rate=(0.3, 1.0, 1.0), smoothness=0.5, anneal=0, seed=0):
+    starts, genes = _bins(content)
+    rate = np.asarray(rate, float)
+    temperatures = np.geomspace(2.0, 0.05, anneal) if anneal else np.zeros(0)
+    return solve_bins(
+        lab, frozen, starts, genes, log_profile, np.log(rate), rate, smoothness, 50, temperatures, seed, (0, 0)
+    )
+
+
+def _two_cell_case():
+    """Cell 1 (gene 0) anchored on the left, cell 2 (gene 1) on the right; the input boundary sits at
+    column 10 but gene 0 fills columns 0-13: the expression puts the boundary at 14."""
+    h, w = 8, 20
+    lab = np.where(np.arange(w) < 10, 1, 2)[None].repeat(h, 0)
+    frozen = np.zeros((h, w), bool)
+    frozen[:, :2] = frozen[:, -2:] = True
+    content = np.where(np.arange(w) < 14, 0, 1)[None, :, None].repeat(h, 0)
+    log_profile = np.log(np.array([[0.5, 0.5], [0.95, 0.05], [0.05, 0.95]]))
+    return lab, frozen, content, log_profile
+
+
+@pytest.mark.parametrize("anneal", [0, 10])
+def test_border_moves_to_the_expression_consistent_split(anneal):
+    lab, frozen, content, log_profile = _two_cell_case()
+    _solve(lab, frozen, content, log_profile, anneal=anneal)
+    np.testing.assert_array_equal(lab, np.where(np.arange(20) < 14, 1, 2)[None].repeat(8, 0))
+
+
+def test_empty_bins_go_to_the_background_when_cells_are_dense():
+    h, w = 6, 12
+    lab = np.ones((h, w), np.int64)
+    lab[:, -1] = 0  # the cell only shrinks from a border: interior bins never open holes
+    frozen = np.zeros((h, w), bool)
+    frozen[2:4, :2] = frozen[:, -1] = True
+    content = np.full((h, w, 1), -1)
+    content[:, :6, 0] = 0  # transcripts in the left half only
+    _solve(lab, frozen, content, np.log(np.array([[1.0], [1.0]])), rate=(0.05, 1.5))
+    assert (lab[:, :5] == 1).all() and (lab[:, 7:] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cells_stay_connected_and_keep_their_anchors(seed):
+    rng = np.random.default_rng(seed)
+    h, w, n = 30, 30, 6
+    anchors = np.zeros((h, w), np.int64)
+    for c in range(1, n + 1):
+        y, x = rng.integers(2, h - 3, 2)
+        anchors[y : y + 2, x : x + 2] = c
+    lab = ndi.distance_transform_edt(anchors == 0, return_distances=False, return_indices=True)
+    lab = anchors[lab[0], lab[1]]
+    frozen = anchors > 0
+    content = rng.integers(-1, 4, (h, w, 3))  # random genes, many empty slots
+    log_profile = np.log(rng.dirichlet(np.ones(4) * 0.3, n + 1))
+    _solve(lab, frozen, content, log_profile, rate=(0.5, *([1.2] * n)), smoothness=0.1, anneal=15, seed=seed)
+    assert (lab[frozen] == anchors[frozen]).all()
+    for c in range(1, n + 1):
+        _, n_parts = ndi.label(lab == c)
+        assert n_parts == 1
+
+
+def test_deterministic_for_a_seed():
+    results = []
+    for seed in (3, 3, 4):
+        lab, frozen, content, log_profile = _two_cell_case()
+        content[0, 3, 0] = 1  # a stray gene-1 transcript gives the sampler something to decide
+        _solve(lab, frozen, content, log_profile, anneal=20, seed=seed, smoothness=0.05)
+        results.append(lab)
+    np.testing.assert_array_equal(results[0], results[1])

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+from spatialdata.models import Labels2DModel
+from spatialdata.transformations import get_transformation
+
+import jointseg as jg
+
+KW = {"image_key": "morphology", "points_key": "transcripts"}
+
+
+@pytest.fixture(scope="module")
+def expanded():
+    """A regime slide (types with their own genes, spill across borders) with nuclei and the default expansion."""
+    sdata = jg.datasets.synthetic(regime="stroma", shape=(480, 480), pixel_size=0.25, seed=2)
+    jg.pp.nuclei(sdata, image_key="morphology")
+    jg.seg.expand_nuclei(sdata, **KW)
+    return sdata
+
+
+def _refine(sdata, **kw):
+    return jg.seg.refine(sdata, labels_key="cell_labels", copy=True, **KW, **kw)
+
+
+def test_outputs_are_linked_and_replace_the_input_ids(expanded):
+    out = _refine(expanded)
+    labels, table = out["refined_labels"].values, out["refined_table"]
+    ids = np.unique(labels[labels > 0])
+    np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
+    assert list(out["refined_boundaries"].index) == list(table.obs_names) == [str(i) for i in ids]
+    assert table.uns["jointseg"]["refined_labels"]["method"] == "refine"
+    assert table.uns["jointseg"]["refined_labels"]["labels_key"] == "cell_labels"
+    cell_of_transcript = out["transcripts"]["jg_cell_id"].compute()
+    assert (cell_of_transcript > 0).sum() == table.X.sum()
+    assert "jg_cell_id" in expanded["transcripts"].columns  # copy=True left the input alone
+    assert len(ids) == int(expanded["cell_labels"].values.max())  # every cell kept
+
+
+def test_cells_keep_their_nuclei_and_stay_connected(expanded):
+    from scipy import ndimage as ndi
+
+    out = _refine(expanded)
+    refined, nuclei = out["refined_labels"].values, expanded["nuclei"].values
+    before = expanded["cell_labels"].values
+    inside = (nuclei > 0) & (before > 0)
+    # Refined ids are renumbered: the map from input to refined ids is one-to-one on the nuclei.
+    pairs = np.unique(np.c_[before[inside], refined[inside]], axis=0)
+    assert len(np.unique(pairs[:, 0])) == len(pairs) == len(np.unique(pairs[:, 1]))
+    assert (refined[inside] > 0).all()
+    broken = [c for c in np.unique(refined[refined > 0]) if ndi.label(refined == c)[1] > 1]
+    assert len(broken) <= 0.02 * refined.max()  # only where a nucleus's own pixels poke out of its bins
+
+
+def test_refined_cells_are_closer_to_the_truth(expanded):
+    truth = expanded["true_cells"].values
+    out = _refine(expanded)
+    before = jg.metrics.instance_scores(expanded["cell_labels"].values, truth)["mean_iou"]
+    after = jg.metrics.instance_scores(out["refined_labels"].values, truth)["mean_iou"]
+    assert after > before
+
+
+def test_same_seed_same_cells_and_tiled_equals_whole(expanded):
+    whole = _refine(expanded, block_size=4096)["refined_labels"].values
+    again = _refine(expanded, block_size=4096)["refined_labels"].values
+    np.testing.assert_array_equal(whole, again)
+    tiled = _refine(expanded, block_size=160)["refined_labels"].values
+    assert jg.metrics.instance_scores(tiled, whole)["mean_iou"] >= 0.99
+    assert jg.metrics.instance_scores(whole, tiled)["mean_iou"] >= 0.99
+
+
+def test_refines_cells_without_nuclei_and_a_single_cell(expanded):
+    sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=1, seed=0)
+    out = jg.seg.refine(sdata, labels_key="true_cells", copy=True, **KW)  # no nuclei: anchors are cell cores
+    assert int(out["refined_labels"].values.max()) == 1
+    assert out["refined_table"].uns["jointseg"]["refined_labels"]["nuclei_key"] is None
+
+
+def test_bad_inputs(expanded):
+    sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=3, seed=0)
+    with pytest.raises(KeyError, match="No label element"):
+        jg.seg.refine(sdata, labels_key="missing", **KW)
+    with pytest.raises(ValueError, match="Pass labels_key"):
+        jg.seg.refine(sdata, **KW)  # true_cells and true_nuclei: which one?
+    with pytest.raises(ValueError, match="must differ"):
+        jg.seg.refine(sdata, labels_key="true_cells", key_added="true_cells", **KW)
+    with pytest.raises(ValueError, match="smoothness"):
+        jg.seg.refine(sdata, labels_key="true_cells", smoothness=-1, **KW)
+    # Cells without any transcript: nothing to learn their expression from.
+    empty = np.zeros((128, 128), np.int32)
+    empty[:5, :5] = 1
+    transform = get_transformation(sdata["morphology"], get_all=True)
+    sdata["corner"] = Labels2DModel.parse(empty, dims=("y", "x"), transformations=transform)
+    sdata["transcripts"] = sdata["transcripts"][sdata["transcripts"]["y"] > 10]
+    with pytest.raises(ValueError, match="No transcript falls in any cell's core"):
+        jg.seg.refine(sdata, labels_key="corner", **KW)
+    assert "refined_labels" not in sdata.labels
+
+
+def test_empty_panel_after_filtering():
+    sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=3, seed=0)
+    points = sdata["transcripts"]
+    points["feature_name"] = "NegControlProbe_1"  # every transcript a control probe: no gene left
+    sdata["transcripts"] = points
+    with pytest.raises(ValueError, match="No transcript falls in any cell's core"):
+        jg.seg.refine(sdata, labels_key="true_cells", **KW)
+
+
+def test_labels_on_another_grid_refused():
+    sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=3, seed=0)
+    small = Labels2DModel.parse(np.ones((64, 64), np.int32), dims=("y", "x"))
+    sdata["small"] = small
+    with pytest.raises(ValueError, match="not on the pixel grid"):
+        jg.seg.refine(sdata, labels_key="small", **KW)
