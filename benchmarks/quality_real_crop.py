@@ -1,13 +1,14 @@
 """Segmentation quality on the full real Xenium crop: GeneSegNet, SegJointGene and SSL-CST vs
 nuclei expansion vs Xenium.
 
-Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods genesegnet segjointgene sslcst]``
-(fetches the crop once). GeneSegNet is trained once on the crop and applied with nuclei as cell
-centres (the default) and with centres found from its own offset votes. SegJointGene is trained
-once with its defaults and applied with and without the foreground fill (``fill=False`` is the
-paper's growth rule alone). SSL-CST is trained with its defaults (the paper's training), then again
-with distance dropout 0.5. Expansion is matched (bisection on the distance) to each method's
-assigned fraction. Prints one table: cells, fraction of transcripts
+Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods genesegnet segjointgene sslcst]
+[--refine-seeds 0 1 2]`` (fetches the crop once). ``expand_nuclei`` runs with 8 um, with its
+estimated extents, and with ``refine=True`` (expression refinement, once per seed: the annealing
+and the type clustering are random). Each network is trained once on the crop and applied with its
+defaults (which refine the cells) and with ``refine=False`` (the paper's cells); GeneSegNet also
+with centres from its own offset votes, SegJointGene also without the foreground fill (the paper's
+growth rule alone). Expansion is matched (bisection on the distance) to each method's assigned
+fraction. Prints one table: cells, fraction of transcripts
 assigned, median transcripts per cell, MECR on the exclusive marker pairs of the shipped breast
 tables, cell calling (delta = 3, 5, 7 px), median convexity, elongation and area. The Xenium row
 uses the vendor's per-transcript cell ids (no polygons ship with the crop, so its shape and
@@ -32,6 +33,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=150)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--methods", nargs="+", default=["genesegnet", "segjointgene", "sslcst"])
+parser.add_argument("--refine-seeds", type=int, nargs="+", default=[0, 1, 2])
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("jointseg").setLevel(logging.WARNING)
@@ -43,9 +45,20 @@ jg.pp.nuclei(sdata, image_key="morphology")
 rows, times = {}, {}
 
 
-def run(name, fn, **kw):
+def keys_of(name):
+    """The element keys of a row's run."""
     slug = re.sub(r"[^\w.-]+", "_", name)
-    keys = {"key_added": f"{slug}_labels", "shapes_key": f"{slug}_shapes", "table_key": f"{slug}_table"}
+    return {"key_added": f"{slug}_labels", "shapes_key": f"{slug}_shapes", "table_key": f"{slug}_table"}
+
+
+def uns_of(name):
+    """What a row's run recorded in its table."""
+    keys = keys_of(name)
+    return sdata[keys["table_key"]].uns["jointseg"][keys["key_added"]]
+
+
+def run(name, fn, **kw):
+    keys = keys_of(name)
     start = time.perf_counter()
     fn(sdata, image_key="morphology", points_key="transcripts", overwrite=True, **keys, **kw)
     times[name] = time.perf_counter() - start
@@ -67,6 +80,10 @@ def matched_expansion(target, label):
 
 
 run("expand_nuclei 8um", jg.seg.expand_nuclei, max_distance_um=8.0)
+run("expand_nuclei (estimated extents)", jg.seg.expand_nuclei)
+for seed in args.refine_seeds:
+    run(f"expand_nuclei + refine (seed {seed})", jg.seg.expand_nuclei, refine=True, seed=seed)
+    matched_expansion(rows[f"expand_nuclei + refine (seed {seed})"]["fraction_assigned"], f"refine seed {seed}")
 logs = {}
 if "genesegnet" in args.methods:
     start = time.perf_counter()
@@ -74,23 +91,29 @@ if "genesegnet" in args.methods:
                                     seed=args.seed, progress=False)  # fmt: skip
     times["genesegnet training"] = time.perf_counter() - start
     logs["genesegnet"] = model.training_log["rounds"]
-    run("genesegnet", jg.seg.genesegnet, model=model, progress=False)
-    run("genesegnet vote centres", jg.seg.genesegnet, model=model, centres="votes", progress=False)
-    matched_expansion(rows["genesegnet"]["fraction_assigned"], "genesegnet")
+    run("genesegnet (+ refine)", jg.seg.genesegnet, model=model, progress=False)
+    run("genesegnet refine=False (paper)", jg.seg.genesegnet, model=model, refine=False, progress=False)
+    run("genesegnet vote centres, refine=False", jg.seg.genesegnet, model=model, centres="votes", refine=False,
+        progress=False)  # fmt: skip
+    matched_expansion(rows["genesegnet (+ refine)"]["fraction_assigned"], "genesegnet")
+    matched_expansion(rows["genesegnet refine=False (paper)"]["fraction_assigned"], "genesegnet refine=False")
 if "segjointgene" in args.methods:
     model_path = Path(tempfile.mkdtemp()) / "segjointgene_crop.pt"
-    run("segjointgene", jg.seg.segjointgene, save_model=model_path, seed=args.seed, progress=False)
-    logs["segjointgene"] = sdata["segjointgene_table"].uns["jointseg"]["segjointgene_labels"]["training_log"]
-    top = sdata["segjointgene_table"].var.sort_values("jg_cid_rank").index[:20]
-    run("segjointgene no fill (paper rule)", jg.seg.segjointgene, model=model_path, fill=False,
-        progress=False)  # fmt: skip
-    matched_expansion(rows["segjointgene"]["fraction_assigned"], "segjointgene")
-    matched_expansion(rows["segjointgene no fill (paper rule)"]["fraction_assigned"], "segjointgene no fill")
+    run("segjointgene (+ refine)", jg.seg.segjointgene, save_model=model_path, seed=args.seed, progress=False)
+    logs["segjointgene"] = uns_of("segjointgene (+ refine)")["training_log"]
+    top = sdata[keys_of("segjointgene (+ refine)")["table_key"]].var.sort_values("jg_cid_rank").index[:20]
+    run("segjointgene refine=False", jg.seg.segjointgene, model=model_path, refine=False, progress=False)
+    run("segjointgene no fill, refine=False (paper rule)", jg.seg.segjointgene, model=model_path, fill=False,
+        refine=False, progress=False)  # fmt: skip
+    matched_expansion(rows["segjointgene (+ refine)"]["fraction_assigned"], "segjointgene")
+    matched_expansion(rows["segjointgene refine=False"]["fraction_assigned"], "segjointgene refine=False")
 if "sslcst" in args.methods:
-    run("sslcst", jg.seg.sslcst, seed=args.seed, progress=False)
-    logs["sslcst"] = sdata["sslcst_table"].uns["jointseg"]["sslcst_labels"]["training_log"]
-    run("sslcst distance dropout 0.5", jg.seg.sslcst, distance_dropout=0.5, seed=args.seed, progress=False)
-    matched_expansion(rows["sslcst"]["fraction_assigned"], "sslcst")
+    model_path = Path(tempfile.mkdtemp()) / "sslcst_crop.pt"
+    run("sslcst (+ refine)", jg.seg.sslcst, save_model=model_path, seed=args.seed, progress=False)
+    logs["sslcst"] = uns_of("sslcst (+ refine)")["training_log"]
+    run("sslcst refine=False (paper)", jg.seg.sslcst, model=model_path, refine=False, progress=False)
+    matched_expansion(rows["sslcst (+ refine)"]["fraction_assigned"], "sslcst")
+    matched_expansion(rows["sslcst refine=False (paper)"]["fraction_assigned"], "sslcst refine=False")
 
 points = sdata["transcripts"][["xenium_cell_id", "feature_name"]].compute()
 n_total = len(points)  # all transcripts, control probes included, as in our tables' fractions

@@ -59,18 +59,17 @@ def test_segment_round_trip_leaves_input_untouched(xenium_store, tmp_path, capsy
 
 def test_segment_with_refine_then_refine_a_store(xenium_store, tmp_path, capsys):
     out = tmp_path / "refined.zarr"
-    assert main(["segment", str(xenium_store), str(out), "--refine"]) == 0
+    assert main(["segment", str(xenium_store), str(out), "--refine", "--labels-key", "joint"]) == 0
     assert "expand_nuclei + refine:" in capsys.readouterr().out
     result = jg.io.read_zarr(out)
-    assert {"cell_labels", "cell_labels_unrefined"} <= set(result.labels)
-    assert result["table"].uns["jointseg"]["cell_labels"]["labels_key"] == "cell_labels_unrefined"
-    assert result["table"].n_obs == result["table_unrefined"].n_obs
-    # refine any labels in a store (here the unrefined cells of the previous run)
+    assert result["table"].uns["jointseg"]["joint"]["refine"]["n_types_found"] >= 2
+    # refine any labels in a store (here the refined cells again, with rounder cells)
     again = tmp_path / "again.zarr"
-    assert main(["refine", str(out), str(again), "--labels-key", "cell_labels_unrefined", "--smoothness", "2"]) == 0
+    assert main(["refine", str(out), str(again), "--labels-key", "joint", "--smoothness", "2"]) == 0
     assert "refine:" in capsys.readouterr().out
     result = jg.io.read_zarr(again)
-    assert result["refined_table"].uns["jointseg"]["refined_labels"]["smoothness"] == 2
+    assert result["refined_table"].uns["jointseg"]["refined_labels"]["refine"]["smoothness"] == 2
+    assert result["refined_table"].uns["jointseg"]["refined_labels"]["labels_key"] == "joint"
     assert main(["refine", str(out), str(tmp_path / "x.zarr"), "--labels-key", "missing"]) == 2
     assert "No label element 'missing'" in capsys.readouterr().err
 
@@ -121,7 +120,7 @@ def test_unknown_method_rejected(xenium_store, tmp_path):
 def test_demo_on_shipped_crop(tmp_path, capsys):
     assert main(["demo", "--subset", "small", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "CC BY 4.0" in out and "expand_nuclei + refine" in out and "before refine" in out and "vendor" in out
+    assert "CC BY 4.0" in out and "expand_nuclei + refine" in out and "not refined" in out and "vendor" in out
     assert "cell types (pseudolabels):" in out
     assert (tmp_path / "segmentation.png").stat().st_size > 10_000
     assert (tmp_path / "cell_types.png").stat().st_size > 10_000

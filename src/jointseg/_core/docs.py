@@ -52,6 +52,13 @@ overwrite
 copy
     Work on a copy and return it, leaving ``sdata`` unchanged."""
 
+_refine = """\
+refine
+    Refine the cells by each cell's own expression before writing them (:func:`jointseg.seg.refine`
+    with its defaults and ``seed``): on the real crop and the synthetic regimes this is the measured
+    better default (docs/results.md); False gives the method's own cells, as its paper describes
+    them. What the expression model found is recorded in ``uns["jointseg"][key_added]["refine"]``."""
+
 _progress = """\
 progress
     Show progress bars."""
@@ -73,5 +80,6 @@ d = DocstringProcessor(
     run=_run,
     outputs=_outputs,
     progress=_progress,
+    refine=_refine,
     segmentation_returns=_segmentation_returns,
 )

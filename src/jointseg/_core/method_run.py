@@ -14,9 +14,11 @@ import dask.array as da
 import numpy as np
 from spatialdata import SpatialData
 
+from jointseg._core.backed import materialise
 from jointseg._core.cell_extent import CellExtent, estimated_extent
 from jointseg._core.constants import DEFAULT_CS
 from jointseg._core.outputs import check_outputs_free, write_segmentation
+from jointseg._core.refinement import RefineParams, refine_labels
 from jointseg._core.trained_model import TrainedModel
 from jointseg._core.transcripts import TranscriptIndex, build_transcript_index
 from jointseg._core.units import pixel_size_um
@@ -145,10 +147,38 @@ class MethodRun:
         shapes_key: str,
         table_key: str,
         overwrite: bool,
+        refine: RefineParams | None = None,
+        largest_cell_um: float = 30.0,
+        grow_um: float | None = None,
     ) -> None:
         """Write the cell labels, their polygons, the count table and the per-transcript cell ids
         (see :func:`jointseg._core.outputs.write_segmentation`), with ``params`` in ``uns``.
+
+        With ``refine``, the cells are first refined by their expression
+        (:func:`jointseg._core.refinement.refine_labels`; blocks get a halo of ``largest_cell_um``
+        plus the growth): cells grow by up to ``grow_um`` (None: :meth:`growth_limit_um`, or 0 without
+        nuclei) and ``params["refine"]`` records what the expression model found.
         """
+        clean_up = None
+        params.setdefault("refine", None)
+        if refine is not None:
+            has_nuclei = self.nuclei_key in self.sdata.labels
+            if grow_um is None:
+                grow_um = self.growth_limit_um(None) if has_nuclei else 0.0
+            labels, clean_up = materialise(self.sdata, labels.astype(np.int64))
+            labels, params["refine"] = refine_labels(
+                labels, self.nuclei() if has_nuclei else None, self.index, pixel_size_um=self.pixel_size_um,
+                grow_um=grow_um, largest_cell_um=largest_cell_um, params=refine,
+            )  # fmt: skip
+            params.update(self.extent_params())
+        try:
+            self._write(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+                        overwrite=overwrite)  # fmt: skip
+        finally:
+            if clean_up is not None:
+                clean_up()
+
+    def _write(self, labels: da.Array, *, params, key_added, shapes_key, table_key, overwrite) -> None:
         write_segmentation(
             self.sdata, labels, self.index, image_key=self.image_key, points_key=self.points_key,
             nuclei_key=self.nuclei_key if self.nuclei_key in self.sdata.labels else None,

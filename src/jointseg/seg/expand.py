@@ -16,6 +16,7 @@ from jointseg._core.constants import (
 from jointseg._core.docs import d
 from jointseg._core.expansion import expand_block
 from jointseg._core.method_run import start_run
+from jointseg._core.refinement import RefineParams
 from jointseg._core.tiling import BlockGrid, array_from_blocks
 
 
@@ -29,6 +30,8 @@ def expand_nuclei(
     max_distance_um: float | None = None,
     min_density_per_um2: float = 0.15,
     density_sigma_um: float = 2.0,
+    refine: bool = False,
+    seed: int = 0,
     key_added: str = CELL_LABELS_KEY,
     shapes_key: str = CELL_SHAPES_KEY,
     table_key: str = TABLE_KEY,
@@ -57,6 +60,12 @@ def expand_nuclei(
         Transcript-density floor of the foreground; 0 grows into every pixel.
     density_sigma_um
         Blur of the transcript density.
+    refine
+        Refine the grown cells by each cell's own expression (:func:`jointseg.seg.refine` with its
+        defaults): the joint pipeline. False (default): the stain-only baseline every joint method is
+        compared with.
+    seed
+        Seed of the refinement.
     block_size
         Block edge in pixels; memory is bounded by it.
     %(outputs)s
@@ -105,5 +114,6 @@ def expand_nuclei(
         "density_sigma_um": density_sigma_um,
     }
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite)  # fmt: skip
+               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               largest_cell_um=run.largest_cell_um(None, at_least=30.0) if refine else 30.0)  # fmt: skip
     return sdata if copy else None

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from spatialdata import SpatialData, deepcopy
 
-from jointseg._core.backed import materialise
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY, POINTS_CELL_ID
 from jointseg._core.docs import d
 from jointseg._core.method_run import start_run
-from jointseg._core.refinement import RefineParams, refine_labels
+from jointseg._core.refinement import RefineParams
 from jointseg._core.utils import check_new_key, labels_2d, resolve_key
 
 logger = logging.getLogger("jointseg")
@@ -152,21 +150,12 @@ def refine(
             f"{stain_shape}; refine needs both on one grid."
         )
     has_nuclei = nuclei_key in sdata.labels
-    nuclei = run.nuclei() if has_nuclei else None
-    if grow_um is None:
-        grow_um = run.growth_limit_um(None) if has_nuclei else 0.0
-    if grow_um < 0:
+    if grow_um is not None and grow_um < 0:
         raise ValueError(f"grow_um must be >= 0, got {grow_um}.")
-    cells, clean_up = materialise(sdata, cells.astype(np.int64))
-    try:
-        refined, info = refine_labels(
-            cells, nuclei, run.index, pixel_size_um=run.pixel_size_um, grow_um=grow_um, params=params,
-            largest_cell_um=run.largest_cell_um(max_cell_diameter_um, at_least=30.0), block_size=block_size,
-        )  # fmt: skip
-        params_out = {"labels_key": labels_key, "nuclei_key": nuclei_key if has_nuclei else None, **info,
-                      **run.extent_params()}  # fmt: skip
-        run.finish(refined, params=params_out, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-                   overwrite=overwrite)  # fmt: skip
-    finally:
-        clean_up()
+    params_out = {"labels_key": labels_key, "nuclei_key": nuclei_key if has_nuclei else None}
+    run.finish(
+        cells, params=params_out, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+        overwrite=overwrite, refine=params, grow_um=grow_um,
+        largest_cell_um=run.largest_cell_um(max_cell_diameter_um, at_least=30.0),
+    )  # fmt: skip
     return sdata if copy else None

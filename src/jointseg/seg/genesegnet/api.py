@@ -16,6 +16,7 @@ from jointseg._core.config import config_dict, resolve_config
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.docs import d
 from jointseg._core.method_run import start_run
+from jointseg._core.refinement import RefineParams
 from jointseg.models import GeneSegNetModel, UNetConfig
 from jointseg.seg.genesegnet.config import GeneSegNetConfig
 from jointseg.seg.genesegnet.infer import instance_params, predict_cells, slide_inputs
@@ -122,6 +123,7 @@ def genesegnet(
     prior_expansion_um: float | None = None,
     min_cell_area_um2: float = 20.0,
     max_cell_diameter_um: float | None = None,
+    refine: bool = True,
     centres: Literal["nuclei", "votes"] = "nuclei",
     config: GeneSegNetConfig | None = None,
     block_size: int = 2048,
@@ -173,6 +175,7 @@ def genesegnet(
         peaks of the offset votes (the image and RNA alone, no nuclei needed at inference).
     %(config)s
     %(run)s
+    %(refine)s
     %(outputs)s
     %(progress)s
 
@@ -232,5 +235,6 @@ def genesegnet(
         "training_seconds": trained_s, **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite)  # fmt: skip
+               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               largest_cell_um=max_cell_diameter_um)  # fmt: skip
     return sdata if copy else None

@@ -18,6 +18,7 @@ from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_C
 from jointseg._core.docs import d
 from jointseg._core.genes import gene_lookup, select_genes
 from jointseg._core.method_run import MethodRun, start_run
+from jointseg._core.refinement import RefineParams
 from jointseg.models import SegJointGeneModel
 from jointseg.seg.segjointgene.celltypes import leiden_types, nucleus_counts
 from jointseg.seg.segjointgene.config import SegJointGeneConfig
@@ -154,6 +155,7 @@ def segjointgene(
     max_expansion_um: float | None = None,
     prior_expansion_um: float | None = None,
     max_cell_diameter_um: float | None = None,
+    refine: bool = True,
     config: SegJointGeneConfig | None = None,
     block_size: int = 2048,
     device: str | None = None,
@@ -206,6 +208,7 @@ def segjointgene(
         the nuclei and their extents, at least 40 um).
     %(config)s
     %(run)s
+    %(refine)s
     %(outputs)s
     %(progress)s
 
@@ -275,7 +278,8 @@ def segjointgene(
         **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite)  # fmt: skip
+               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               largest_cell_um=max_cell_diameter_um)  # fmt: skip
     _write_gene_scores(sdata[table_key], model, type_of)
     gene_scores(sdata, table_key=table_key)
     return sdata if copy else None

@@ -16,6 +16,7 @@ from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_C
 from jointseg._core.docs import d
 from jointseg._core.genes import gene_lookup, select_genes
 from jointseg._core.method_run import MethodRun, start_run
+from jointseg._core.refinement import RefineParams
 from jointseg.models import SSLCSTModel
 from jointseg.seg.sslcst.config import SSLCSTConfig
 from jointseg.seg.sslcst.infer import predict_sslcst_cells
@@ -128,6 +129,7 @@ def sslcst(
     stride: int = 2,
     min_cell_area_um2: float = 20.0,
     max_cell_diameter_um: float | None = None,
+    refine: bool = True,
     config: SSLCSTConfig | None = None,
     block_size: int = 2048,
     device: str | None = None,
@@ -187,6 +189,7 @@ def sslcst(
         the nuclei and their extents, at least 30 um).
     %(config)s
     %(run)s
+    %(refine)s
     %(outputs)s
     %(progress)s
 
@@ -250,5 +253,6 @@ def sslcst(
         "training_log": model.training_log, "training_seconds": trained_s, **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite)  # fmt: skip
+               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               largest_cell_um=max_cell_diameter_um)  # fmt: skip
     return sdata if copy else None
