@@ -127,12 +127,15 @@ def _read_input(args: argparse.Namespace) -> tuple[SpatialData, Path]:
     return sdata, out
 
 
-def _print_summary(name: str, sdata: SpatialData, table_key: str, seconds: float, out: Path) -> None:
+def _print_summary(
+    name: str, sdata: SpatialData, table_key: str, seconds: float, out: Path, *, refined: bool = False
+) -> None:
     import jointseg as jg
 
     summary = jg.metrics.assignment_summary(sdata[table_key], table_key=table_key)
+    how = ", refined by expression" if refined else ""
     print(
-        f"{name}: {summary['n_cells']} cells, {summary['fraction_assigned']:.1%} of transcripts assigned, "
+        f"{name}: {summary['n_cells']} cells{how}, {summary['fraction_assigned']:.1%} of transcripts assigned, "
         f"median {summary['median_transcripts_per_cell']:.0f} per cell ({seconds:.1f} s) -> {out}"
     )
 
@@ -144,9 +147,10 @@ def _cmd_refine(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     with jg.io.checkpoint(Path(f"{out}.jointseg-checkpoint"), recover=args.resume, in_memory=False):
         jg.seg.refine(
-            sdata, labels_key=args.labels_key, image_key=args.image_key, points_key=args.points_key,
+            sdata, labels_key=args.labels_key, shapes_key=args.shapes_key, image_key=args.image_key,
+            points_key=args.points_key,
             nuclei_key=args.nuclei_key, smoothness=args.smoothness, seed=args.seed,
-            key_added=args.key_added, shapes_key=args.boundaries_key, table_key=args.table_key,
+            key_added=args.key_added, boundaries_key=args.boundaries_key, table_key=args.table_key,
             coordinate_system=args.coordinate_system, overwrite=args.overwrite,
             **({"block_size": args.block_size} if args.block_size is not None else {}),
         )  # fmt: skip
@@ -181,9 +185,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         )
         jg.io.write_zarr(sdata, out, overwrite=args.overwrite)
     refined = sdata[args.table_key].uns["jointseg"][args.labels_key].get("refine") is not None
-    _print_summary(
-        f"{args.method} + refine" if refined else args.method, sdata, args.table_key, sum(times.values()), out
-    )
+    _print_summary(args.method, sdata, args.table_key, sum(times.values()), out, refined=refined)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -358,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("refine", help="refine any cell labels by each cell's expression (jg.seg.refine)")
     p.add_argument("input", help="input SpatialData zarr store (never modified)")
     p.add_argument("output", help="output zarr store: the input's elements plus the refined cells")
-    p.add_argument("--labels-key", required=True, help="the cell labels to refine (jointseg's, a vendor's, sopa's)")
+    cells = p.add_mutually_exclusive_group(required=True)
+    cells.add_argument("--labels-key", help="the cell labels to refine (jointseg's, a vendor's, sopa's)")
+    cells.add_argument("--shapes-key", help="or the cell polygons to refine (e.g. a vendor's cell_boundaries)")
     p.add_argument("--image-key", default=None, help="the stain the labels share a pixel grid with")
     p.add_argument("--points-key", default=None, help="transcripts (default: the only points)")
     p.add_argument("--nuclei-key", default="nuclei", help="nuclei labels, if present: the cells' anchors")

@@ -7,8 +7,8 @@ from jointseg._core.expression_model import fit_expression_model
 
 def _model(**kw):
     rng = np.random.default_rng(0)
-    # 40 cells of two types: type A expresses genes 0-2, type B genes 3-5.
-    kinds = np.repeat([0, 1], 20)
+    # 60 cells of two types: type A expresses genes 0-2, type B genes 3-5.
+    kinds = np.repeat([0, 1], 30)
     cell = np.stack(
         [
             rng.multinomial(100, [0.3, 0.3, 0.3, 0.03, 0.03, 0.04] if k == 0 else [0.03, 0.03, 0.04, 0.3, 0.3, 0.3])
@@ -17,8 +17,8 @@ def _model(**kw):
     )
     core = np.stack([rng.multinomial(20, row / row.sum()) for row in cell])
     model = fit_expression_model(
-        np.arange(1, 41), sparse.csr_matrix(core), sparse.csr_matrix(cell), np.full(40, 50.0),
-        np.array([10, 10, 10, 10, 10, 10]), 200.0, n_types=2, **kw,
+        np.arange(1, 61), sparse.csr_matrix(core), sparse.csr_matrix(cell), np.full(60, 50.0),
+        np.array([10, 10, 10, 10, 10, 10]), 200.0, **{"n_types": 2, **kw},
     )  # fmt: skip
     return model, kinds
 
@@ -26,9 +26,9 @@ def _model(**kw):
 def test_types_and_profiles_follow_the_expression():
     model, kinds = _model()
     assert len(set(zip(model.cell_type, kinds, strict=True))) == 2  # two types, each one kind
-    lp = model.block_log_profiles(np.array([1, 40]), np.array([0, 3]))
+    lp = model.block_log_profiles(np.array([1, 60]), np.array([0, 3]))
     assert lp.shape == (3, 2)
-    assert lp[1, 0] > lp[1, 1] and lp[2, 1] > lp[2, 0]  # cell 1 (kind A) explains gene 0; cell 40 gene 3
+    assert lp[1, 0] > lp[1, 1] and lp[2, 1] > lp[2, 0]  # cell 1 (kind A) explains gene 0; cell 60 gene 3
     np.testing.assert_allclose(np.exp(lp[0]), 1 / 6, rtol=1e-6)  # flat background
 
 
@@ -48,6 +48,11 @@ def test_shrinkage_and_ambient():
     a, b = (m.block_log_profiles(np.array([1]), np.arange(6))[1] for m in (lonely, shrunk))
     type_profile = np.log(0.99 * shrunk.type_profiles[shrunk.cell_type[0]] + 0.01 / 6)
     assert np.abs(b - type_profile).max() < np.abs(a - type_profile).max()
+
+
+def test_small_slides_get_fewer_types():
+    model, _ = _model(n_types=15)
+    assert model.n_types == 2  # 60 cells: at most 60 // 25 types
 
 
 def test_unsorted_ids_refused():

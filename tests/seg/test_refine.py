@@ -67,6 +67,16 @@ def test_same_seed_same_cells_and_tiled_equals_whole(expanded):
     assert jg.metrics.instance_scores(whole, tiled)["mean_iou"] >= 0.99
 
 
+def test_polygons_refine_like_their_labels(expanded):
+    """A vendor's cells come as polygons: rasterised, they refine like the labels they outline."""
+    from_labels = _refine(expanded)["refined_labels"].values
+    from_polygons = jg.seg.refine(expanded, shapes_key="cell_boundaries", copy=True, **KW)
+    assert from_polygons["refined_table"].uns["jointseg"]["refined_labels"]["shapes_key"] == "cell_boundaries"
+    assert jg.metrics.instance_scores(from_polygons["refined_labels"].values, from_labels)["mean_iou"] >= 0.95
+    with pytest.raises(ValueError, match="not both"):
+        jg.seg.refine(expanded, labels_key="cell_labels", shapes_key="cell_boundaries", **KW)
+
+
 def test_refines_cells_without_nuclei_and_a_single_cell(expanded):
     sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=1, seed=0)
     out = jg.seg.refine(sdata, labels_key="true_cells", copy=True, **KW)  # no nuclei: anchors are cell cores

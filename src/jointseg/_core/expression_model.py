@@ -29,6 +29,9 @@ logger = logging.getLogger("jointseg")
 
 #: Cells below this many transcripts in their whole input outline do not shape the types.
 _MIN_TYPING_COUNTS = 10
+#: A type pools at least this many cells (fewer types on small slides: a profile from a handful of
+#: cells is noise, and clusters that small change with any cell).
+_MIN_CELLS_PER_TYPE = 25
 #: Passes of reassigning types by the likelihood of the cores.
 _TYPE_PASSES = 3
 
@@ -111,7 +114,7 @@ class ExpressionModel:
 def _cluster_types(cell_counts: sparse.csr_matrix, n_types: int, seed: int) -> np.ndarray:
     """k-means types of the cells' log-normalised expression (on a truncated SVD when the panel is wide)."""
     n_cells, n_genes = cell_counts.shape
-    k = max(1, min(n_types, n_cells))
+    k = max(1, min(n_types, n_cells // _MIN_CELLS_PER_TYPE))
     if k == 1:
         return np.zeros(n_cells, np.int64)
     total = np.asarray(cell_counts.sum(axis=1)).ravel()
@@ -137,6 +140,7 @@ def fit_expression_model(
     prior_counts: float = 30.0,
     ambient: float = 0.1,
     seed: int = 0,
+    order: np.ndarray | None = None,
 ) -> ExpressionModel:
     """Fit the per-cell expression model from counts.
 
@@ -151,13 +155,17 @@ def fit_expression_model(
     background_counts, background_area_um2
         Counts per gene outside every cell, and that area.
     n_types
-        Clusters the type profiles come from.
+        Clusters the type profiles come from (fewer when there are not 25 cells per type).
     prior_counts
         Pseudo-transcripts of its type's profile added to each cell's core counts.
     ambient
         Share of the background profile mixed into each cell's.
     seed
         Seed of the clustering.
+    order
+        The order the cells are clustered in (a permutation of their rows; default: by id). Give
+        one that does not depend on the ids (e.g. by position) so that cells numbered differently
+        get the same types.
 
     Examples
     --------
@@ -173,9 +181,10 @@ def fit_expression_model(
         raise ValueError("cell_ids must be sorted and unique.")
     core_counts, cell_counts = sparse.csr_matrix(core_counts), sparse.csr_matrix(cell_counts)
     n_genes = core_counts.shape[1]
-    typing = np.asarray(cell_counts.sum(axis=1)).ravel() >= _MIN_TYPING_COUNTS
+    order = np.arange(len(cell_ids)) if order is None else np.asarray(order)
+    typing = order[np.asarray(cell_counts.sum(axis=1)).ravel()[order] >= _MIN_TYPING_COUNTS]
     types = np.zeros(len(cell_ids), np.int64)
-    if typing.sum() >= 2:
+    if len(typing) >= 2:
         types[typing] = _cluster_types(cell_counts[typing], n_types, seed)
     k = int(types.max(initial=0)) + 1
     for _ in range(_TYPE_PASSES):

@@ -65,14 +65,14 @@ class RefineParams:
 
 def cell_anchors(labels: np.ndarray, nuclei: np.ndarray | None = None) -> np.ndarray:
     """Each cell's anchor: its pixels inside a nucleus, or, for a cell without any, its deepest
-    pixels (at least half its largest distance to its own border).
+    pixels (more than half its largest distance to its own border or the window's edge).
 
     Examples
     --------
     >>> lab = np.zeros((5, 9), int); lab[:, :4] = 1; lab[:, 5:] = 2
     >>> nuc = np.zeros_like(lab); nuc[2, 1] = 7
     >>> cell_anchors(lab, nuc)[2]
-    array([0, 1, 0, 0, 0, 0, 0, 2, 0])
+    array([0, 1, 0, 0, 0, 0, 2, 2, 0])
 
     """
     anchors = np.zeros_like(labels) if nuclei is None else np.where(nuclei > 0, labels, 0)
@@ -84,7 +84,8 @@ def cell_anchors(labels: np.ndarray, nuclei: np.ndarray | None = None) -> np.nda
         box = objects[cell - 1]
         inside = labels[box] == cell
         depth = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
-        anchors[box][inside & (depth >= 0.5 * depth.max())] = cell
+        top = depth.max()
+        anchors[box][inside & ((depth > 0.5 * top) | (depth == top))] = cell
     return anchors
 
 
@@ -119,9 +120,13 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
     ry, rx, gene = _transcripts(index, core)
     ry, rx = ry + y0 - ext[0], rx + x0 - ext[2]
     inner = labels[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]]
-    ids, area = np.unique(inner, return_counts=True)
+    ids, first, area = np.unique(inner, return_index=True, return_counts=True)
+    fy, fx = np.unravel_index(first, inner.shape)
     cell = labels[ry, rx]
     return {
+        # Each cell's first pixel in image raster order: an order of the cells that does not depend
+        # on their ids (which a tiled run may number differently).
+        "first": (ids[ids > 0], ((fy + y0) * index.shape[1] + fx + x0)[ids > 0]),
         "core": _triplets(cores[ry, rx], gene, index.n_genes),
         "cell": _triplets(cell, gene, index.n_genes),
         "area": (ids[ids > 0], area[ids > 0]),
@@ -132,12 +137,14 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
 
 def sum_counts(parts: list[dict], n_genes: int) -> tuple:
     """Add up :func:`count_block` results: sorted cell ids, core and cell count matrices, areas in
-    pixels, background counts and background pixels.
+    pixels, background counts, background pixels, and each cell's first pixel in raster order.
     """
     area_ids = np.concatenate([p["area"][0] for p in parts])
     area_n = np.concatenate([p["area"][1] for p in parts])
     ids, inverse = np.unique(area_ids, return_inverse=True)
     area = np.bincount(inverse, weights=area_n, minlength=len(ids))
+    first = np.full(len(ids), np.iinfo(np.int64).max)
+    np.minimum.at(first, inverse, np.concatenate([p["first"][1] for p in parts]).astype(np.int64))
 
     def matrix(key: str) -> sparse.csr_matrix:
         rows = np.concatenate([p[key][0] for p in parts])
@@ -146,7 +153,8 @@ def sum_counts(parts: list[dict], n_genes: int) -> tuple:
         return sparse.csr_matrix((vals, (np.searchsorted(ids, rows), cols)), shape=(len(ids), n_genes))
 
     background = np.sum([p["background"] for p in parts], axis=0)
-    return ids, matrix("core"), matrix("cell"), area, background, sum(p["background_area"] for p in parts)
+    return (ids, matrix("core"), matrix("cell"), area, background, sum(p["background_area"] for p in parts),
+            first)  # fmt: skip
 
 
 def upsample_labels(bins: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
@@ -275,7 +283,7 @@ def refine_labels(
         )
         for blk in grid
     ])  # fmt: skip
-    ids, core, cell, area_px, background, background_px = sum_counts(list(parts), index.n_genes)
+    ids, core, cell, area_px, background, background_px, first = sum_counts(list(parts), index.n_genes)
     if len(ids) == 0:
         raise ValueError("The segmentation to refine has no cells.")
     if core.sum() == 0:
@@ -284,6 +292,7 @@ def refine_labels(
     model = fit_expression_model(
         ids, core, cell, area_px * px2, background, background_px * px2,
         n_types=params.n_types, prior_counts=params.prior_counts, ambient=params.ambient, seed=params.seed,
+        order=np.argsort(first),
     )  # fmt: skip
     delayed_model = dask.delayed(model)
     min_count = params.min_density_per_um2 * px2

@@ -9,6 +9,7 @@ from spatialdata import SpatialData, deepcopy
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY, POINTS_CELL_ID
 from jointseg._core.docs import d
 from jointseg._core.method_run import start_run
+from jointseg._core.rasterize import shapes_to_labels
 from jointseg._core.refinement import RefineParams
 from jointseg._core.utils import check_new_key, labels_2d, resolve_key
 
@@ -20,6 +21,7 @@ def refine(
     sdata: SpatialData,
     *,
     labels_key: str | None = None,
+    shapes_key: str | None = None,
     image_key: str | None = None,
     points_key: str | None = None,
     nuclei_key: str = NUCLEI_KEY,
@@ -30,15 +32,15 @@ def refine(
     prior_counts: float = 30.0,
     ambient: float = 0.1,
     n_types: int = 15,
+    temperature: float = 3.0,
+    anneal_sweeps: int = 20,
     max_sweeps: int = 30,
     min_density_per_um2: float = 0.15,
     density_sigma_um: float = 2.0,
     max_cell_diameter_um: float | None = None,
     seed: int = 0,
-    temperature: float = 3.0,
-    anneal_sweeps: int = 20,
     key_added: str = "refined_labels",
-    shapes_key: str = "refined_boundaries",
+    boundaries_key: str = "refined_boundaries",
     table_key: str = "refined_table",
     block_size: int = 2048,
     coordinate_system: str = DEFAULT_CS,
@@ -47,22 +49,25 @@ def refine(
 ) -> SpatialData | None:
     """Refine a segmentation so that each cell holds the transcripts its own expression explains.
 
-    Works on any cell labels on the stain's pixel grid: jointseg's, a vendor's read by
-    spatialdata-io, sopa's or Proseg's. Each cell's profile is learnt from its core (its nucleus,
-    or its deepest pixels when it has none, grown by ``core_um``), shrunk toward its type's
+    Works on any cells: jointseg's, a vendor's read by spatialdata-io, sopa's or Proseg's, given as
+    labels on the stain's pixel grid or as polygons. Each cell's profile is learnt from its core (its
+    nucleus, or its deepest pixels when it has none, grown by ``core_um``), shrunk toward its type's
     profile; the background has its own (see :mod:`jointseg._core.expression_model`). The cells
     are first grown by ``grow_um`` into the transcript foreground; then ~1 um bins move between
     neighbouring cells and the background where that raises the likelihood of their transcripts
-    plus a smoothness reward, never cutting a cell in two nor taking its nucleus (see
-    :mod:`jointseg._core.bin_solver`). Runs per block with a halo.
+    plus a smoothness reward (a short annealing, then greedy sweeps), never cutting a cell in two
+    nor taking its nucleus (see :mod:`jointseg._core.bin_solver`). Runs per block with a halo.
 
     Parameters
     ----------
     sdata
         SpatialData with the cells to refine, the stain they were segmented on and the transcripts.
     labels_key
-        The cell labels to refine (may be omitted when there is only one labels element besides
-        ``nuclei_key``). Cell ids are renumbered 1..N in the output.
+        The cell labels to refine, on the stain's pixel grid (may be omitted when there is only one
+        labels element besides ``nuclei_key`` and no ``shapes_key``).
+    shapes_key
+        Or the cell polygons to refine (e.g. a vendor's ``cell_boundaries``), rasterised on the
+        stain's pixel grid block by block; polygon ``i`` (row order) becomes cell ``i + 1``.
     image_key, points_key
         The stain (its pixel grid and transformations are the output's) and the transcripts.
     nuclei_key
@@ -72,8 +77,8 @@ def refine(
         percentile of the cells' reach beyond their nuclei, estimated from the transcripts (needs
         ``nuclei_key``; 0 without it).
     smoothness
-        Reward per pair of neighbouring 1 um bins in the same cell, in units of log-likelihood:
-        higher gives rounder cells, lower follows single transcripts.
+        Reward per pair of neighbouring bins in the same cell, in log-likelihood units: higher
+        gives rounder cells, lower follows single transcripts.
     bin_um
         Bin edge in microns: the unit a boundary moves by (rounded to whole pixels).
     core_um
@@ -84,25 +89,37 @@ def refine(
         Share of the background's profile in every cell's.
     n_types
         Clusters that give the type profiles.
+    temperature, anneal_sweeps
+        The annealing: sweeps that sample each bin's label, from ``temperature`` down to 0.05, so
+        boundaries can cross a bin that alone would not move. 0 sweeps: greedy only.
     max_sweeps
-        Most solver sweeps per block.
+        Most greedy sweeps per block after the annealing.
     min_density_per_um2, density_sigma_um
         The transcript foreground cells may grow into (as :func:`jointseg.seg.expand_nuclei`).
     max_cell_diameter_um
         Largest cell, for the halo between blocks (None: estimated from the nuclei and transcripts,
         at least 30 um).
     seed
-        Seed of the type clustering.
+        Seed of the type clustering and the annealing; the same seed gives the same cells whatever
+        the block size.
+    key_added, boundaries_key, table_key
+        Names of the refined labels, their polygons and their table.
     block_size
         Block edge in pixels; memory is bounded by it.
-    %(outputs)s
-
-    The transcripts' ``jg_cell_id`` column (the input cells', when jointseg made them) is replaced by
-    the refined cells'.
+    coordinate_system
+        Coordinate system that links the elements and gives the units.
+    overwrite
+        Replace existing elements of these names.
+    copy
+        Work on a copy and return it, leaving ``sdata`` unchanged.
 
     Returns
     -------
     %(segmentation_returns)s
+
+    The transcripts' ``jg_cell_id`` column (the input cells', when jointseg made them) is replaced
+    by the refined cells'; the input's key and what the expression model found are in
+    ``uns["jointseg"][key_added]``.
 
     Examples
     --------
@@ -122,40 +139,58 @@ def refine(
         n_types=n_types, max_sweeps=max_sweeps, min_density_per_um2=min_density_per_um2,
         density_sigma_um=density_sigma_um, seed=seed, temperature=temperature, anneal_sweeps=anneal_sweeps,
     )  # fmt: skip
-    if labels_key is None:
-        candidates = [k for k in sdata.labels if k != nuclei_key]
-        if len(candidates) != 1:
-            raise ValueError(f"Pass labels_key: the cell labels to refine (labels found: {list(sdata.labels)}).")
-        labels_key = candidates[0]
-    labels_key = resolve_key(sdata, "labels", labels_key)
-    if labels_key == key_added:
-        raise ValueError(f"key_added must differ from labels_key ({labels_key!r}).")
+    if grow_um is not None and grow_um < 0:
+        raise ValueError(f"grow_um must be >= 0, got {grow_um}.")
+    source = _input_key(sdata, labels_key, shapes_key, nuclei_key)
+    if source in (key_added, boundaries_key):
+        raise ValueError(f"key_added and boundaries_key must differ from the input ({source!r}).")
     points_key = resolve_key(sdata, "points", points_key)
-    for key in (key_added, shapes_key, table_key):
+    for key in (key_added, boundaries_key, table_key):
         check_new_key(sdata, key, overwrite=overwrite)
     if POINTS_CELL_ID in sdata.points[points_key].columns:
-        # The column holds the cells being refined (or a vendor's ids under another name are kept).
         logger.info("refine: the transcripts' %r column is replaced by the refined cells.", POINTS_CELL_ID)
         sdata.points[points_key] = sdata.points[points_key].drop(columns=POINTS_CELL_ID)
     run = start_run(
         sdata, method="refine", image_key=image_key, points_key=points_key, nuclei_key=nuclei_key,
-        outputs=[key_added, shapes_key, table_key], overwrite=overwrite, needs_nuclei=False,
-        index_block_size=min(block_size, 1024), grid_key=labels_key, coordinate_system=coordinate_system,
+        outputs=[key_added, boundaries_key, table_key], overwrite=overwrite, needs_nuclei=False,
+        index_block_size=min(block_size, 1024), coordinate_system=coordinate_system,
     )  # fmt: skip
     stain_shape = tuple(int(s) for s in run.stain().shape)
-    cells = labels_2d(sdata, labels_key).data
-    if tuple(cells.shape) != stain_shape:
-        raise ValueError(
-            f"Labels {labels_key!r} {tuple(cells.shape)} are not on the pixel grid of image {run.image_key!r} "
-            f"{stain_shape}; refine needs both on one grid."
-        )
+    if shapes_key is not None:
+        cells = shapes_to_labels(sdata, shapes_key, run.image_key, shape=stain_shape, block_size=block_size,
+                                 coordinate_system=coordinate_system)  # fmt: skip
+    else:
+        cells = labels_2d(sdata, source).data
+        if tuple(cells.shape) != stain_shape:
+            raise ValueError(
+                f"Labels {source!r} {tuple(cells.shape)} are not on the pixel grid of image {run.image_key!r} "
+                f"{stain_shape}; pass them as polygons (shapes_key) or resample them onto the stain's grid."
+            )
     has_nuclei = nuclei_key in sdata.labels
-    if grow_um is not None and grow_um < 0:
-        raise ValueError(f"grow_um must be >= 0, got {grow_um}.")
-    params_out = {"labels_key": labels_key, "nuclei_key": nuclei_key if has_nuclei else None}
+    if has_nuclei and tuple(run.nuclei().shape) != stain_shape:
+        raise ValueError(f"Nuclei {nuclei_key!r} are not on the pixel grid of image {run.image_key!r}.")
+    params_out = {
+        "labels_key": labels_key, "shapes_key": shapes_key, "nuclei_key": nuclei_key if has_nuclei else None,
+    }  # fmt: skip
     run.finish(
-        cells, params=params_out, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
+        cells, params=params_out, key_added=key_added, shapes_key=boundaries_key, table_key=table_key,
         overwrite=overwrite, refine=params, grow_um=grow_um,
         largest_cell_um=run.largest_cell_um(max_cell_diameter_um, at_least=30.0),
     )  # fmt: skip
     return sdata if copy else None
+
+
+def _input_key(sdata: SpatialData, labels_key: str | None, shapes_key: str | None, nuclei_key: str) -> str:
+    """The key of the cells to refine: ``labels_key``, ``shapes_key``, or the only labels besides the nuclei."""
+    if labels_key is not None and shapes_key is not None:
+        raise ValueError("Pass labels_key or shapes_key, not both.")
+    if shapes_key is not None:
+        return resolve_key(sdata, "shapes", shapes_key)
+    if labels_key is None:
+        candidates = [k for k in sdata.labels if k != nuclei_key]
+        if len(candidates) != 1:
+            raise ValueError(
+                f"Pass labels_key (or shapes_key): the cells to refine (labels found: {list(sdata.labels)})."
+            )
+        labels_key = candidates[0]
+    return resolve_key(sdata, "labels", labels_key)
