@@ -34,6 +34,11 @@ parser.add_argument("--steps", type=int, default=150)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--methods", nargs="+", default=["genesegnet", "segjointgene", "sslcst"])
 parser.add_argument("--refine-seeds", type=int, nargs="+", default=[0, 1, 2])
+parser.add_argument(
+    "--no-paper-variants",
+    action="store_true",
+    help="skip the refine=False, vote-centre and no-fill rows (their numbers do not change with refine)",
+)
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("jointseg").setLevel(logging.WARNING)
@@ -43,6 +48,7 @@ genes = list(sdata["transcripts"]["feature_name"].cat.categories)
 pairs = jg.metrics.exclusive_marker_pairs(jg.datasets.markers("breast"), genes=genes)
 jg.pp.nuclei(sdata, image_key="morphology")
 rows, times = {}, {}
+original_points = sdata["transcripts"]
 
 
 def keys_of(name):
@@ -62,10 +68,14 @@ def run(name, fn, **kw):
     start = time.perf_counter()
     fn(sdata, image_key="morphology", points_key="transcripts", overwrite=True, **keys, **kw)
     times[name] = time.perf_counter() - start
-    sdata["transcripts"] = sdata["transcripts"].drop(columns="jg_cell_id")
+    sdata["transcripts"] = original_points  # not a drop: 40 lazy drops nest past Python's recursion limit
     rows[name] = jg.metrics.segmentation_report(
         sdata, pairs=pairs, labels_key=keys["key_added"], shapes_key=keys["shapes_key"], table_key=keys["table_key"]
     )
+    if not name.endswith("matched"):  # each row as it comes, so a crash late in the run loses nothing
+        r = rows[name]
+        print(f"{name}: {r['fraction_assigned']:.2%} assigned, MECR {r['mecr']:.4f}, convexity "
+              f"{r['median_convexity']:.3f}, {times[name]:.0f} s", flush=True)  # fmt: skip
 
 
 def matched_expansion(target, label):
@@ -75,8 +85,10 @@ def matched_expansion(target, label):
         mid = (lo + hi) / 2
         run("expand_nuclei matched", jg.seg.expand_nuclei, max_distance_um=mid)
         lo, hi = (mid, hi) if rows["expand_nuclei matched"]["fraction_assigned"] < target else (lo, mid)
-    rows[f"expand_nuclei {mid:.1f}um (matched to {label})"] = rows.pop("expand_nuclei matched")
+    matched = rows.pop("expand_nuclei matched")
+    rows[f"expand_nuclei {mid:.1f}um (matched to {label})"] = matched
     times.pop("expand_nuclei matched")
+    print(f"  matched to {label}: {mid:.1f} um, MECR {matched['mecr']:.4f}", flush=True)
 
 
 run("expand_nuclei 8um", jg.seg.expand_nuclei, max_distance_um=8.0)
@@ -92,28 +104,31 @@ if "genesegnet" in args.methods:
     times["genesegnet training"] = time.perf_counter() - start
     logs["genesegnet"] = model.training_log["rounds"]
     run("genesegnet (+ refine)", jg.seg.genesegnet, model=model, progress=False)
-    run("genesegnet refine=False (paper)", jg.seg.genesegnet, model=model, refine=False, progress=False)
-    run("genesegnet vote centres, refine=False", jg.seg.genesegnet, model=model, centres="votes", refine=False,
-        progress=False)  # fmt: skip
     matched_expansion(rows["genesegnet (+ refine)"]["fraction_assigned"], "genesegnet")
-    matched_expansion(rows["genesegnet refine=False (paper)"]["fraction_assigned"], "genesegnet refine=False")
+    if not args.no_paper_variants:
+        run("genesegnet refine=False (paper)", jg.seg.genesegnet, model=model, refine=False, progress=False)
+        run("genesegnet vote centres, refine=False", jg.seg.genesegnet, model=model, centres="votes", refine=False,
+            progress=False)  # fmt: skip
+        matched_expansion(rows["genesegnet refine=False (paper)"]["fraction_assigned"], "genesegnet refine=False")
 if "segjointgene" in args.methods:
     model_path = Path(tempfile.mkdtemp()) / "segjointgene_crop.pt"
     run("segjointgene (+ refine)", jg.seg.segjointgene, save_model=model_path, seed=args.seed, progress=False)
     logs["segjointgene"] = uns_of("segjointgene (+ refine)")["training_log"]
     top = sdata[keys_of("segjointgene (+ refine)")["table_key"]].var.sort_values("jg_cid_rank").index[:20]
-    run("segjointgene refine=False", jg.seg.segjointgene, model=model_path, refine=False, progress=False)
-    run("segjointgene no fill, refine=False (paper rule)", jg.seg.segjointgene, model=model_path, fill=False,
-        refine=False, progress=False)  # fmt: skip
     matched_expansion(rows["segjointgene (+ refine)"]["fraction_assigned"], "segjointgene")
-    matched_expansion(rows["segjointgene refine=False"]["fraction_assigned"], "segjointgene refine=False")
+    if not args.no_paper_variants:
+        run("segjointgene refine=False", jg.seg.segjointgene, model=model_path, refine=False, progress=False)
+        run("segjointgene no fill, refine=False (paper rule)", jg.seg.segjointgene, model=model_path, fill=False,
+            refine=False, progress=False)  # fmt: skip
+        matched_expansion(rows["segjointgene refine=False"]["fraction_assigned"], "segjointgene refine=False")
 if "sslcst" in args.methods:
     model_path = Path(tempfile.mkdtemp()) / "sslcst_crop.pt"
     run("sslcst (+ refine)", jg.seg.sslcst, save_model=model_path, seed=args.seed, progress=False)
     logs["sslcst"] = uns_of("sslcst (+ refine)")["training_log"]
-    run("sslcst refine=False (paper)", jg.seg.sslcst, model=model_path, refine=False, progress=False)
     matched_expansion(rows["sslcst (+ refine)"]["fraction_assigned"], "sslcst")
-    matched_expansion(rows["sslcst refine=False (paper)"]["fraction_assigned"], "sslcst refine=False")
+    if not args.no_paper_variants:
+        run("sslcst refine=False (paper)", jg.seg.sslcst, model=model_path, refine=False, progress=False)
+        matched_expansion(rows["sslcst refine=False (paper)"]["fraction_assigned"], "sslcst refine=False")
 
 points = sdata["transcripts"][["xenium_cell_id", "feature_name"]].compute()
 n_total = len(points)  # all transcripts, control probes included, as in our tables' fractions
