@@ -90,9 +90,10 @@ class ExpressionModel:
         of ``ids`` (its shrunk core profile mixed with the ambient), for the gene codes ``genes`` only.
         """
         rows = self.rows(ids)
-        core = self.core_counts[np.maximum(rows, 0)][:, genes].toarray()
+        selected = self.core_counts[np.maximum(rows, 0)]  # unknown ids: zeroed below, type 0's prior
+        core = selected[:, genes].toarray()
         core[rows < 0] = 0
-        total = np.asarray(self.core_counts[np.maximum(rows, 0)].sum(axis=1)).ravel()
+        total = np.asarray(selected.sum(axis=1)).ravel()
         total[rows < 0] = 0
         prior = self.type_profiles[self.cell_type[np.maximum(rows, 0)]][:, genes]
         profile = (core + self.prior_counts * prior) / (total + self.prior_counts)[:, None]

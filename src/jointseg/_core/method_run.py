@@ -159,14 +159,14 @@ class MethodRun:
         plus the growth): cells grow by up to ``grow_um`` (None: :meth:`growth_limit_um`, or 0 without
         nuclei) and ``params["refine"]`` records what the expression model found.
         """
-        clean_up = unrefined = None
+        clean_up = None
         params.setdefault("refine", None)
         if refine is not None:
             has_nuclei = self.nuclei_key in self.sdata.labels
             if grow_um is None:
                 grow_um = self.growth_limit_um(None) if has_nuclei else 0.0
-            # ``unrefined`` stays referenced until the refined cells are written: on a distributed
-            # cluster its persisted blocks are released when the last reference goes.
+            # ``unrefined`` (a local, so referenced until this method returns) must outlive the write:
+            # on a distributed cluster its persisted blocks are released with the last reference.
             unrefined, clean_up = materialise(self.sdata, labels.astype(np.int64))
             labels, params["refine"] = refine_labels(
                 unrefined, self.nuclei() if has_nuclei else None, self.index, pixel_size_um=self.pixel_size_um,
@@ -179,7 +179,6 @@ class MethodRun:
         finally:
             if clean_up is not None:
                 clean_up()
-                del unrefined
 
     def _write(self, labels: da.Array, *, params, key_added, shapes_key, table_key, overwrite) -> None:
         write_segmentation(
