@@ -91,8 +91,10 @@ def test_outputs_are_linked(name, slide, models):
     labels, shapes, table = out["cell_labels"].values, out["cell_boundaries"], out["table"]
     ids = np.unique(labels[labels > 0])
     np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
-    assert list(shapes.index) == list(table.obs_names) == [str(i) for i in ids]
-    assert list(table.obs["cell_id"]) == list(ids) and (table.obs["region"] == "cell_labels").all()
+    assert list(table.obs_names) == [str(i) for i in ids]
+    assert list(shapes.index) == list(table.obs["cell_id"]) == list(ids)
+    assert shapes.index.dtype == table.obs["cell_id"].dtype == labels.dtype  # one id type: either can be annotated
+    assert (table.obs["region"] == "cell_labels").all()
     assert table.uns["jointseg"]["cell_labels"]["method"] == name
     cell_of_transcript = out["transcripts"]["jg_cell_id"].compute()
     assert cell_of_transcript.isin(np.r_[0, ids]).all()

@@ -26,7 +26,8 @@ def test_outputs_are_linked_and_replace_the_input_ids(expanded):
     labels, table = out["refined_labels"].values, out["refined_table"]
     ids = np.unique(labels[labels > 0])
     np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
-    assert list(out["refined_boundaries"].index) == list(table.obs_names) == [str(i) for i in ids]
+    assert list(table.obs_names) == [str(i) for i in ids]
+    assert list(out["refined_boundaries"].index) == list(table.obs["cell_id"]) == list(ids)
     assert table.uns["jointseg"]["refined_labels"]["method"] == "refine"
     assert table.uns["jointseg"]["refined_labels"]["labels_key"] == "cell_labels"
     cell_of_transcript = out["transcripts"]["jg_cell_id"].compute()

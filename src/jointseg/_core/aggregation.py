@@ -188,7 +188,8 @@ def aggregate_indexed(
 
 def _build_table(sdata, labels_key, index, assignment: Assignment, coordinate_system) -> ad.AnnData:
     stats, pairs = assignment.stats, assignment.nucleus_pairs
-    cell_ids = stats.index.to_numpy(np.int64)
+    # The labels' own dtype, as the polygons' index (labels_to_shapes): the table can annotate either.
+    cell_ids = stats.index.to_numpy(labels_2d(sdata, labels_key).dtype)
     var_codes = np.flatnonzero(~index.excluded)
     gene_col = np.full(index.n_genes, -1, np.int32)
     gene_col[var_codes] = np.arange(len(var_codes))

@@ -22,10 +22,15 @@ from jointseg._core.utils import check_new_key
 logger = logging.getLogger("jointseg")
 
 
-def recorded_shapes_key(table: ad.AnnData) -> str | None:
-    """The polygons that :func:`write_segmentation` recorded for ``table``'s labels, if any."""
+def cell_shapes_key(sdata: SpatialData, table: ad.AnnData) -> str | None:
+    """The polygons of ``table``'s cells: the shapes the table annotates (sopa's tables, or after
+    :func:`jointseg.io.annotate_table`), else those :func:`write_segmentation` recorded for the
+    labels it annotates; None if neither.
+    """
     region = table.uns[TableModel.ATTRS_KEY][TableModel.REGION_KEY]
     region = region[0] if isinstance(region, list) else region
+    if region in sdata.shapes:
+        return region
     return table.uns.get(UNS_KEY, {}).get(region, {}).get("shapes_key")
 
 

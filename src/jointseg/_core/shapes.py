@@ -6,6 +6,7 @@ from itertools import pairwise
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 import xarray as xr
 from spatialdata import to_polygons
@@ -27,7 +28,8 @@ def _band_polygons(band: xr.DataArray, y0: int) -> tuple[np.ndarray, np.ndarray]
 
 def labels_to_shapes(labels: xr.DataArray) -> gpd.GeoDataFrame:
     """Polygons of a labels element, one row per label in increasing id order, indexed by the id
-    as a string, with the labels' transformations.
+    (the labels' own integer dtype, as the ``cell_id`` of jointseg's tables, so a table can annotate
+    either element), with the labels' transformations.
 
     Uses :func:`spatialdata.to_polygons` (scikit-image contours: pixel centres at integer
     coordinates, the same convention as :func:`jointseg.tl.aggregate`'s lookup) and removes the
@@ -43,8 +45,8 @@ def labels_to_shapes(labels: xr.DataArray) -> gpd.GeoDataFrame:
     >>> import jointseg as jg
     >>> sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=5)
     >>> shapes = labels_to_shapes(sdata["true_cells"])
-    >>> list(shapes.index) == [str(i) for i in range(1, 6)]
-    True
+    >>> list(shapes.index) == list(range(1, 6)), shapes.index.dtype == sdata["true_cells"].dtype
+    (True, True)
 
     """
     edges = np.cumsum((0, *labels.data.chunks[0]))
@@ -59,5 +61,5 @@ def labels_to_shapes(labels: xr.DataArray) -> gpd.GeoDataFrame:
     for k in np.flatnonzero(counts > 1):  # cells cut by a band edge: the pieces share that edge
         pieces = geometry[first[k] : first[k] + counts[k]]
         joined[k] = shapely.simplify(shapely.union_all(pieces), 0.0, preserve_topology=False)
-    gdf = gpd.GeoDataFrame(geometry=joined, index=unique.astype(str))
+    gdf = gpd.GeoDataFrame(geometry=joined, index=pd.Index(unique.astype(labels.dtype)))
     return ShapesModel.parse(gdf, transformations=get_transformation(labels, get_all=True))

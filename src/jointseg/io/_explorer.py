@@ -14,8 +14,9 @@ from spatialdata.models import ShapesModel, TableModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._core.constants import DEFAULT_CS, IMAGE_KEY, NUCLEI_KEY, POINTS_KEY, TABLE_KEY
-from jointseg._core.outputs import recorded_shapes_key
+from jointseg._core.outputs import cell_shapes_key
 from jointseg._core.shapes import labels_to_shapes
+from jointseg._core.tables import COUNTS_LAYER, raw_counts
 from jointseg._core.units import pixel_size_um
 
 logger = logging.getLogger("jointseg")
@@ -98,26 +99,30 @@ def write_xenium_explorer(
     """
     try:
         from sopa.io.explorer import str_cell_id, write, write_cell_categories
+        from sopa.io.explorer.utils import is_valid_explorer_id
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError('Xenium Explorer export uses sopa\'s writer: pip install "jointseg[explorer]"') from err
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
         raise FileExistsError(f"{path} exists and is not an empty directory; pass overwrite=True to replace its files.")
     table = sdata[table_key]
-    shapes_key = shapes_key or recorded_shapes_key(table)
+    shapes_key = shapes_key or cell_shapes_key(sdata, table)
     if shapes_key is None:
         raise KeyError(f"Table {table_key!r} records no cell polygons; pass shapes_key.")
     attrs = table.uns[TableModel.ATTRS_KEY]
     cell_ids = table.obs[attrs[TableModel.INSTANCE_KEY]].to_numpy()
-    if not np.issubdtype(cell_ids.dtype, np.integer):
-        raise TypeError(f"Table {table_key!r} must have integer cell ids to export, got {cell_ids.dtype}.")
-    explorer_ids = pd.Index([int(i) for i in cell_ids]).map(str_cell_id)
+    if np.issubdtype(cell_ids.dtype, np.integer):
+        explorer_ids = pd.Index([int(i) for i in cell_ids]).map(str_cell_id)
+    elif all(map(is_valid_explorer_id, cell_ids)):  # sopa's tables already hold Explorer ids
+        explorer_ids = pd.Index(cell_ids.astype(str))
+    else:
+        raise TypeError(f"Table {table_key!r} must have integer cell ids (or Xenium Explorer ids) to export.")
 
     cells = _cell_polygons(sdata, shapes_key, cell_ids, explorer_ids)
     shapes = {_CELLS: cells}
     if nuclei_key is not None:
         shapes[_NUCLEI] = _nucleus_polygons(sdata, nuclei_key, table, cells, explorer_ids)
-    counts = table.layers["counts"] if "counts" in table.layers else table.X
+    counts = raw_counts(table, COUNTS_LAYER, table_key=table_key)
     obs = pd.DataFrame(
         {"region": pd.Categorical([_CELLS] * table.n_obs), "cell": np.asarray(explorer_ids)}, index=explorer_ids
     )

@@ -9,10 +9,23 @@ import numpy as np
 import pandas as pd
 
 from jointseg._core.constants import UNS_KEY
+from jointseg._core.tables import raw_counts
 
 
-def assignment_summary(table: ad.AnnData, *, table_key: str = "table") -> dict[str, float]:
+def assignment_summary(
+    table: ad.AnnData, *, table_key: str = "table", n_transcripts_total: int | None = None
+) -> dict[str, float]:
     """Cells, fraction of transcripts assigned, and transcripts per cell of an aggregated table.
+
+    Parameters
+    ----------
+    table
+        A count table: jointseg's (which records how many transcripts there were), or another
+        tool's (sopa, a vendor's reader), whose assigned transcripts are its raw counts' sum.
+    table_key
+        The table's name, under which jointseg records its transcript totals.
+    n_transcripts_total
+        All transcripts of the slide: needed for a table that jointseg did not make.
 
     Examples
     --------
@@ -24,14 +37,24 @@ def assignment_summary(table: ad.AnnData, *, table_key: str = "table") -> dict[s
     5
 
     """
-    info = table.uns[UNS_KEY][table_key]
-    n = table.obs["n_transcripts"].to_numpy()
+    info = table.uns.get(UNS_KEY, {}).get(table_key)
+    per_cell = np.asarray(raw_counts(table, "counts", table_key=table_key).sum(axis=1)).ravel()
+    if info is not None:
+        assigned, total = info["n_transcripts_assigned"], info["n_transcripts_total"]
+    elif n_transcripts_total is not None:
+        assigned, total = float(per_cell.sum()), n_transcripts_total
+    else:
+        raise ValueError(
+            f"Table {table_key!r} was not made by jointseg, so it does not record the slide's transcripts: "
+            "pass n_transcripts_total (segmentation_report does, from points_key)."
+        )
+    n = table.obs["n_transcripts"].to_numpy() if "n_transcripts" in table.obs else per_cell
     return {
         "n_cells": int(table.n_obs),
-        "fraction_assigned": info["n_transcripts_assigned"] / max(info["n_transcripts_total"], 1),
+        "fraction_assigned": assigned / max(total, 1),
         "median_transcripts_per_cell": float(np.median(n)) if len(n) else 0.0,
         "mean_transcripts_per_cell": float(np.mean(n)) if len(n) else 0.0,
-        "median_area_um2": float(table.obs["area_um2"].median()) if len(n) else 0.0,
+        "median_area_um2": float(table.obs["area_um2"].median()) if len(n) and "area_um2" in table.obs else np.nan,
     }
 
 
@@ -71,7 +94,7 @@ def mecr(table: ad.AnnData, pairs: list[tuple[str, str]], *, layer: str | None =
     """
     if not pairs:
         raise ValueError("No mutually exclusive gene pairs given.")
-    x = table.layers[layer] if layer else table.X
+    x = raw_counts(table, layer)
     names = list(table.var_names)
     detected = {g: np.asarray((x[:, names.index(g)] > 0).todense()).ravel() for pair in pairs for g in pair}
     rates = []

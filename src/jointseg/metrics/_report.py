@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from spatialdata import SpatialData
 
-from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, TABLE_KEY
+from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, TABLE_KEY, UNS_KEY
+from jointseg._core.utils import resolve_key
 from jointseg.metrics._assignment import assignment_summary, mecr
 from jointseg.metrics._calling import cell_calling
 from jointseg.metrics._shapes import shape_metrics
@@ -33,7 +34,8 @@ def segmentation_report(
         The segmentation's labels (for cell calling) and polygons (for shapes); ``None`` skips
         those metrics (e.g. for a vendor segmentation known only by per-transcript ids).
     table_key
-        Its count table (from :func:`jointseg.tl.aggregate` or a segmentation method).
+        Its count table: jointseg's, or another tool's (sopa's ``aggregate``, a vendor's reader), for
+        which the assigned fraction is its counts over all the transcripts of ``points_key``.
     points_key, deltas, coordinate_system
         See :func:`cell_calling`.
 
@@ -56,13 +58,16 @@ def segmentation_report(
 
     """
     table = sdata[table_key]
-    summary = assignment_summary(table, table_key=table_key)
+    total = None
+    if table_key not in table.uns.get(UNS_KEY, {}):  # another tool's table: count the slide's transcripts
+        total = int(sdata.points[resolve_key(sdata, "points", points_key)].shape[0].compute())
+    summary = assignment_summary(table, table_key=table_key, n_transcripts_total=total)
     row = {
         "n_cells": summary["n_cells"],
         "fraction_assigned": summary["fraction_assigned"],
         "median_transcripts_per_cell": summary["median_transcripts_per_cell"],
         "mecr": mecr(table, pairs),
-        "median_area_um2": summary["median_area_um2"] if "area_um2" in table.obs else float("nan"),
+        "median_area_um2": summary["median_area_um2"],
     }
     if labels_key is not None:
         calling = cell_calling(

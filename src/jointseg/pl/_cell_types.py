@@ -10,6 +10,7 @@ from matplotlib.patches import Patch
 from spatialdata import SpatialData
 
 from jointseg._core.constants import CELL_LABELS_KEY, INSTANCE_KEY, TABLE_KEY
+from jointseg._core.tables import raw_counts
 from jointseg._core.utils import labels_2d, resolve_key
 from jointseg.pl._segmentation import draw_stain, extent, finish
 from jointseg.tl import marker_table
@@ -105,8 +106,7 @@ def marker_dotplot(
     if key not in table.obs:
         raise KeyError(f"Table {table_key!r} has no obs column {key!r}; run jg.tl.pseudolabels(sdata) first.")
     work = table.copy()
-    if layer is not None:
-        work.X = work.layers[layer].copy()
+    work.X = raw_counts(table, layer, table_key=table_key).copy()
     sc.pp.normalize_total(work)
     sc.pp.log1p(work)
     db = marker_table(markers)

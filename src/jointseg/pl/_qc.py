@@ -9,7 +9,7 @@ from spatialdata import SpatialData
 from spatialdata.transformations import get_transformation
 
 from jointseg._core.constants import DEFAULT_CS, POINTS_CELL_ID, POINTS_KEY, TABLE_KEY
-from jointseg._core.outputs import recorded_shapes_key
+from jointseg._core.outputs import cell_shapes_key
 from jointseg._core.units import microns_per_unit
 from jointseg.metrics import assignment_summary, shape_metrics
 
@@ -59,7 +59,7 @@ def qc(
 
     """
     table = sdata[table_key]
-    shapes_key = shapes_key or recorded_shapes_key(table)
+    shapes_key = shapes_key or cell_shapes_key(sdata, table)
     um = microns_per_unit(sdata, coordinate_system)
     summary = assignment_summary(table, table_key=table_key)
 

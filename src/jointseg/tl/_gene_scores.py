@@ -7,6 +7,7 @@ from scipy import sparse
 from spatialdata import SpatialData
 
 from jointseg._core.constants import TABLE_KEY, UNS_KEY
+from jointseg._core.tables import raw_counts
 
 
 def spatial_entropy(counts: sparse.spmatrix | np.ndarray, *, min_counts: int = 10) -> np.ndarray:
@@ -62,7 +63,8 @@ def gene_scores(
     table_key
         The table.
     layer
-        Layer with raw counts (``None``: ``X``).
+        Layer with raw counts (``None``: ``X``; the default falls back to ``X`` when it holds
+        integer counts and there is no such layer, as in sopa's tables).
     min_counts
         Genes with fewer transcripts in cells get no score.
 
@@ -80,11 +82,9 @@ def gene_scores(
     if table_key not in sdata.tables:
         raise KeyError(f"No table {table_key!r} (available: {list(sdata.tables)}); segment or aggregate first.")
     table = sdata[table_key]
-    if layer is not None and layer not in table.layers:
-        raise KeyError(f"Table {table_key!r} has no layer {layer!r} (layers: {list(table.layers)}).")
     if table.n_obs < 2:
         raise ValueError(f"Table {table_key!r} has {table.n_obs} cell(s); gene scores need at least 2.")
-    counts = table.layers[layer] if layer is not None else table.X
+    counts = raw_counts(table, layer, table_key=table_key)
     entropy = spatial_entropy(counts, min_counts=min_counts)
     table.var["jg_entropy"] = entropy
     order = np.argsort(np.where(np.isnan(entropy), np.inf, entropy), kind="stable")

@@ -14,6 +14,7 @@ import scanpy as sc
 from spatialdata import SpatialData
 
 from jointseg._core.constants import TABLE_KEY, UNS_KEY
+from jointseg._core.tables import raw_counts
 from jointseg.tl._leiden import leiden_clusters
 from jointseg.tl._markers import COARSE_CLASSES, cancer_genes, marker_table
 
@@ -85,7 +86,8 @@ def pseudolabels(
     sdata
         SpatialData with a count table.
     table_key, layer
-        The table and its raw-count layer (``None``: ``X``).
+        The table and its raw-count layer (``None``: ``X``; the default falls back to ``X`` when it
+        holds integer counts and there is no such layer, as in sopa's tables).
     markers, fallback_markers, species
         Marker tables (see :func:`jointseg.tl.marker_table`: ``"breast"``, ``"canonical"``, a
         dict, a DataFrame, or a PanglaoDB / CellMarker file); ``fallback_markers=None`` disables
@@ -124,12 +126,10 @@ def pseudolabels(
     if table_key not in sdata.tables:
         raise KeyError(f"No table {table_key!r} (available: {list(sdata.tables)}); segment or aggregate first.")
     table = sdata[table_key]
-    if layer is not None and layer not in table.layers:
-        raise KeyError(f"Table {table_key!r} has no layer {layer!r} (layers: {list(table.layers)}).")
+    counts = raw_counts(table, layer, table_key=table_key)
     db = marker_table(markers, species=species)
     fallback = marker_table(fallback_markers, species=species) if fallback_markers is not None else None
     cancer_set = set(cancer_genes() if cancer is None else cancer)
-    counts = table.layers[layer] if layer is not None else table.X
     totals = np.asarray(counts.sum(axis=1)).ravel()
     keep = totals >= min_counts
     if keep.sum() < 3:
