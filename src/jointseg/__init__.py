@@ -3,6 +3,7 @@
 from importlib.metadata import version
 
 from jointseg import datasets, io, metrics, models, pl, pp, seg, tl
+from jointseg._core.settings import settings
 
-__all__ = ["datasets", "io", "metrics", "models", "pl", "pp", "seg", "tl"]
+__all__ = ["datasets", "io", "metrics", "models", "pl", "pp", "seg", "settings", "tl"]
 __version__ = version("jointseg")

@@ -81,3 +81,25 @@ def test_tables_and_shapes_are_swapped_in_too(backed):
     assert again["table"].obs["area"].sum() == backed["table"].obs["area"].sum()
     assert len(again["cell_boundaries"]) == n_first
     assert not list(backed.path.glob("*/.*partial"))
+
+
+def test_writing_into_the_store_is_announced(backed, caplog):
+    with caplog.at_level("INFO", logger="jointseg"):
+        jg.pp.nuclei(backed, image_key="morphology")
+    lines = [r.getMessage() for r in caplog.records if "into the store" in r.getMessage()]
+    assert len(lines) == 1 and "'nuclei'" in lines[0] and str(backed.path) in lines[0]
+    assert "auto_save_on_disk" in lines[0]
+
+
+def test_auto_save_off_keeps_the_store_pristine(backed, monkeypatch, caplog):
+    monkeypatch.setattr(jg.settings, "auto_save_on_disk", False)
+    before = sorted(p.relative_to(backed.path) for p in backed.path.rglob("*"))
+    with caplog.at_level("INFO", logger="jointseg"):
+        jg.pp.nuclei(backed, image_key="morphology")
+        jg.seg.expand_nuclei(backed, image_key="morphology", points_key="transcripts")
+    assert sorted(p.relative_to(backed.path) for p in backed.path.rglob("*")) == before
+    assert not list(backed.path.parent.glob("*scratch*"))  # no scratch store beside it either
+    assert not any("into the store" in r.getMessage() for r in caplog.records)
+    # the results live in memory and are usable after the scratch space is gone
+    assert backed["cell_labels"].values.max() == backed["table"].n_obs > 0
+    assert "nuclei" not in spatialdata.read_zarr(backed.path)

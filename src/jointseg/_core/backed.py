@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,9 @@ from spatialdata import SpatialData
 
 from jointseg._core.checkpoint import checkpointed, keeps_results_in_memory
 from jointseg._core.memory import release_memory
+from jointseg._core.settings import settings
+
+logger = logging.getLogger("jointseg")
 
 _KINDS = ("images", "labels", "points", "shapes", "tables")
 _PARTIAL = ".jointseg-partial"
@@ -44,13 +48,29 @@ def _kinds_on_disk(sdata: SpatialData, key: str) -> list[str]:
     return [kind for kind in _KINDS if (Path(sdata.path) / kind / key).exists()]
 
 
+def writes_to_store(sdata: SpatialData) -> bool:
+    """Whether new elements of ``sdata`` go into its zarr store (see ``jg.settings.auto_save_on_disk``)."""
+    return sdata.is_backed() and settings.auto_save_on_disk
+
+
+def announce_written(sdata: SpatialData, keys: list[str]) -> None:
+    """One log line naming the store that ``keys`` were written into, and how to keep them in memory."""
+    if writes_to_store(sdata):
+        logger.info(
+            "Wrote %s into the store %s (jg.settings.auto_save_on_disk = False keeps new elements in memory).",
+            ", ".join(map(repr, keys)),
+            sdata.path,
+        )
+
+
 def _local_store(sdata: SpatialData) -> Path | None:
     path = sdata.path
-    return Path(path) if sdata.is_backed() and isinstance(path, Path) and path.is_dir() else None
+    return Path(path) if writes_to_store(sdata) and isinstance(path, Path) and path.is_dir() else None
 
 
 def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> None:
-    """Add an element; when ``sdata`` is backed by a local zarr store, also write it there right away.
+    """Add an element; when ``sdata`` is backed by a zarr store, also write it there right away
+    (unless ``jg.settings.auto_save_on_disk`` is False).
 
     The element is written under :func:`partial_name` and renamed to ``key`` only once it is
     complete: a run killed mid-write leaves the earlier element (or none) under ``key``, never a
@@ -67,10 +87,11 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
     """
     store = _local_store(sdata)
     if store is None:
-        if not sdata.is_backed() and keeps_results_in_memory() and isinstance(element, xr.DataArray):
-            element = element.persist()  # in memory: it must not read from a checkpoint removed later
+        in_memory = not writes_to_store(sdata) and (sdata.is_backed() or keeps_results_in_memory())
+        if in_memory and isinstance(element, xr.DataArray):
+            element = element.persist()  # it must not read from a checkpoint or scratch store removed later
         sdata[key] = element
-        if sdata.is_backed():  # a remote store: no rename there, so replace in place
+        if writes_to_store(sdata):  # a remote store: no rename there, so replace in place
             if overwrite and key in {p.split("/")[-1] for p in sdata.elements_paths_on_disk()}:
                 sdata.delete_element_from_disk(key)
             sdata.write_element(key, overwrite=overwrite)
@@ -134,12 +155,12 @@ def materialise(sdata: SpatialData, array: da.Array) -> tuple[da.Array, Callable
     """Compute ``array`` once and return it with a clean-up function: inside
     :func:`jointseg.io.checkpoint`, into the checkpoint (resumable); else, for a backed ``sdata``,
     block by block into a scratch zarr store beside the SpatialData store (memory of one block per
-    thread); else persisted in memory.
+    thread); else (or with ``jg.settings.auto_save_on_disk`` False) persisted in memory.
     """
     on_disk = checkpointed(array)
     if on_disk is not None:
         return on_disk, lambda: None
-    if not sdata.is_backed():
+    if not writes_to_store(sdata):
         return array.persist(), lambda: None
     store = Path(sdata.path)
     scratch = Path(tempfile.mkdtemp(prefix=f".{store.name}.jointseg-scratch-", dir=store.parent))

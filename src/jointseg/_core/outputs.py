@@ -12,7 +12,7 @@ from spatialdata.models import Labels2DModel, TableModel
 from spatialdata.transformations import get_transformation
 
 from jointseg._core.aggregation import aggregate_indexed, check_cell_id_column
-from jointseg._core.backed import materialise, store_element
+from jointseg._core.backed import announce_written, materialise, store_element
 from jointseg._core.constants import POINTS_CELL_ID, UNS_KEY
 from jointseg._core.shapes import labels_to_shapes
 from jointseg._core.tiling import relabel_sequential
@@ -85,4 +85,5 @@ def write_segmentation(
     table = sdata[table_key]
     table.uns[UNS_KEY][labels_key] = {"method": method, "shapes_key": shapes_key, **params}
     store_element(sdata, table_key, table, overwrite=True)
+    announce_written(sdata, [labels_key, shapes_key, table_key])
     logger.info("%s: %d cells -> %r, %r, %r.", method, table.n_obs, labels_key, shapes_key, table_key)

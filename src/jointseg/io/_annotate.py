@@ -8,7 +8,7 @@ import pandas as pd
 from spatialdata import SpatialData
 from spatialdata.models import TableModel
 
-from jointseg._core.backed import store_element
+from jointseg._core.backed import announce_written, store_element
 from jointseg._core.constants import TABLE_KEY
 
 logger = logging.getLogger("jointseg")
@@ -24,7 +24,7 @@ def annotate_table(sdata: SpatialData, element_key: str, *, table_key: str = TAB
     :func:`spatialdata.get_values` and :func:`sopa.io.explorer.write`. This sets ``obs["region"]``
     and calls :meth:`spatialdata.SpatialData.set_table_annotates_spatialelement`; call it again with
     the labels to go back. jointseg's own tools accept the table either way. In a backed SpatialData
-    the table is rewritten in the store.
+    the table is rewritten in the store (unless ``jg.settings.auto_save_on_disk`` is False).
 
     Parameters
     ----------
@@ -70,6 +70,6 @@ def annotate_table(sdata: SpatialData, element_key: str, *, table_key: str = TAB
             )
     table.obs[region_key] = pd.Categorical([element_key] * table.n_obs)
     sdata.set_table_annotates_spatialelement(table_key, region=element_key)
-    if sdata.is_backed():
-        store_element(sdata, table_key, table, overwrite=True)
+    store_element(sdata, table_key, table, overwrite=True)
+    announce_written(sdata, [table_key])
     logger.info("Table %r now annotates %r.", table_key, element_key)

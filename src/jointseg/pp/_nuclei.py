@@ -13,7 +13,7 @@ from spatialdata import SpatialData, deepcopy
 from spatialdata.models import Labels2DModel
 from spatialdata.transformations import get_transformation
 
-from jointseg._core.backed import materialise, store_element
+from jointseg._core.backed import announce_written, materialise, store_element
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
 from jointseg._core.nucleus_scale import (
     REFERENCE_NUCLEUS_WIDTH_UM,
@@ -249,6 +249,7 @@ def nuclei(
     }  # fmt: skip
     store_element(sdata, key_added, element, overwrite=overwrite)
     clean_up()
+    announce_written(sdata, [key_added])
     n = int(sdata[key_added].max().compute())
     logger.info("Found %d nuclei in %r.", n, image_key)
     return sdata if copy else None
