@@ -1,5 +1,7 @@
 import os
+import shutil
 
+import dask.array as da
 import numpy as np
 import pytest
 from spatialdata import SpatialData
@@ -7,6 +9,7 @@ from spatialdata.models import PointsModel
 
 import jointseg as jg
 from jointseg.cli import main
+from jointseg.cli._common import step
 
 
 def _snapshot(path):
@@ -128,16 +131,61 @@ def test_demo_on_shipped_crop(tmp_path, capsys):
     assert isinstance(jg.io.read_zarr(tmp_path / "demo.zarr"), SpatialData)
 
 
-def test_segment_with_genesegnet_and_a_saved_model(xenium_store, tmp_path, capsys):
-    out = tmp_path / "gsn.zarr"
-    rc = main(["segment", str(xenium_store), str(out), "--method", "genesegnet", "--steps", "2", "--seed", "0"])
-    assert rc == 0, capsys.readouterr().err
+def test_train_once_and_apply_to_several_slides(xenium_store, tmp_path, capsys):
+    second = tmp_path / "second.zarr"
+    shutil.copytree(xenium_store, second)
+    # several inputs: GeneSegNet trains on the first and applies that model to the others
+    model = tmp_path / "gsn.pt"
+    rc = main(["segment", str(xenium_store), str(second), "--out-dir", str(tmp_path / "out"), "--method", "genesegnet",
+               "--steps", "2", "--save-model", str(model), "--quiet"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert captured.out.count("genesegnet:") == 2 and "applying the model trained on" in captured.out
+    assert "task/s" not in captured.err  # --quiet: no progress bars
+    logs = [jg.io.read_zarr(tmp_path / "out" / p.name)["table"].uns["jointseg"]["cell_labels"]["training_log"]
+            for p in (xenium_store, second)]  # fmt: skip
+    assert model.exists() and np.array_equal(logs[0]["rounds"], logs[1]["rounds"])  # one model, one training
+    # train once, then apply with --model
+    saved = tmp_path / "trained.pt"
+    assert main(["train", str(xenium_store), str(saved), "--method", "genesegnet", "--steps", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "--model" in captured.out and saved.exists()
+    assert "GeneSegNet round 1" in captured.err  # progress bars by default
+    assert main(["train", str(xenium_store), str(saved), "--method", "genesegnet"]) == 2  # exists
+    assert "exists" in capsys.readouterr().err
+    out = tmp_path / "applied.zarr"
+    assert main(["segment", str(xenium_store), str(out), "--method", "genesegnet", "--model", str(saved)]) == 0
     assert "genesegnet:" in capsys.readouterr().out
-    result = jg.io.read_zarr(out)
-    params = result["table"].uns["jointseg"]["cell_labels"]
-    assert params["method"] == "genesegnet" and params["seed"] == 0
+    assert jg.io.read_zarr(out)["table"].uns["jointseg"]["cell_labels"]["method"] == "genesegnet"
     assert main(["segment", str(xenium_store), str(tmp_path / "x.zarr"), "--model", "m.pt"]) == 2
     assert "does not apply" in capsys.readouterr().err
+    assert main(["segment", str(xenium_store), str(second), str(tmp_path / "y.zarr")]) == 2
+    assert "--out-dir" in capsys.readouterr().err
+
+
+def test_tiled_steps_show_one_progress_bar_per_computation(capsys):
+    blocks = da.ones((64, 64), chunks=8)  # 64 blocks
+    with step("tiles", quiet=False):
+        assert float((blocks * 2).sum().compute()) == 2 * 64 * 64
+    assert "tiles" in capsys.readouterr().err
+    with step("tiles", quiet=True):
+        (blocks * 2).sum().compute()
+    assert capsys.readouterr().err == ""
+
+
+def test_report_prints_the_quality_summary_and_writes_the_figure(xenium_store, tmp_path, capsys):
+    out = tmp_path / "cells.zarr"
+    assert main(["segment", str(xenium_store), str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    for name in ("cells", "transcripts assigned", "median transcripts per cell", "MECR", "median convexity"):
+        assert name in text
+    mecr = float(next(line for line in text.splitlines() if "MECR (lower" in line).split()[-1])
+    assert 0 < mecr < 0.5
+    assert (tmp_path / "cells_qc.png").stat().st_size > 10_000
+    assert main(["report", str(out), "--table-key", "nope"]) == 2
+    assert "No table 'nope'" in capsys.readouterr().err
 
 
 def test_segment_with_segjointgene(xenium_store, tmp_path, capsys):

@@ -29,7 +29,7 @@ def segmentation_report(
     sdata
         SpatialData with a segmentation's table (and its labels and shapes).
     pairs
-        Mutually exclusive gene pairs for :func:`mecr` (see :func:`exclusive_marker_pairs`).
+        Mutually exclusive gene pairs for :func:`mecr` (see :func:`exclusive_marker_pairs`); none: MECR is NaN.
     labels_key, shapes_key
         The segmentation's labels (for cell calling) and polygons (for shapes); ``None`` skips
         those metrics (e.g. for a vendor segmentation known only by per-transcript ids).
@@ -66,7 +66,7 @@ def segmentation_report(
         "n_cells": summary["n_cells"],
         "fraction_assigned": summary["fraction_assigned"],
         "median_transcripts_per_cell": summary["median_transcripts_per_cell"],
-        "mecr": mecr(table, pairs),
+        "mecr": mecr(table, pairs) if pairs else float("nan"),
         "median_area_um2": summary["median_area_um2"],
     }
     if labels_key is not None:

@@ -1,0 +1,7 @@
+"""``python -m jointseg.cli``."""
+
+import sys
+
+from jointseg.cli import main
+
+sys.exit(main())
