@@ -40,6 +40,7 @@ def _small_df():
     return jg.datasets.xenium_breast(subset="small")["transcripts"].compute()
 
 
+@pytest.mark.smoke
 def test_segment_round_trip_leaves_input_untouched(xenium_store, tmp_path, capsys):
     before = _snapshot(xenium_store)
     out = tmp_path / "out.zarr"

@@ -5,6 +5,8 @@ import pytest
 
 import jointseg as jg
 
+pytestmark = pytest.mark.smoke  # also run on Python 3.12 with the newest spatialdata (make test-py312)
+
 sopa = pytest.importorskip("sopa")
 
 MARKERS = {"A": ["T0_0", "T0_1", "T0_2"], "B": ["T1_0", "T1_1", "T1_2"], "C": ["T2_0", "T2_1", "T2_2"]}

@@ -71,6 +71,7 @@ def test_existing_element_on_disk_needs_overwrite(backed):
     assert (spatialdata.read_zarr(backed.path)["cells"].values == 1).all()
 
 
+@pytest.mark.smoke
 def test_tables_and_shapes_are_swapped_in_too(backed):
     jg.pp.nuclei(backed, image_key="morphology")
     jg.seg.expand_nuclei(backed, image_key="morphology", points_key="transcripts")

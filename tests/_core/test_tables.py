@@ -6,6 +6,7 @@ from scipy import sparse
 from jointseg._core.tables import raw_counts
 
 
+@pytest.mark.smoke
 def test_the_counts_layer_wins_and_x_with_integers_stands_in_for_it():
     counts = sparse.csr_matrix(np.array([[1, 0], [2, 3]], np.float32))
     table = ad.AnnData(counts.copy())

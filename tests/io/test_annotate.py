@@ -7,6 +7,8 @@ import spatialdata
 
 import jointseg as jg
 
+pytestmark = pytest.mark.smoke  # also run on Python 3.12 with the newest spatialdata (make test-py312)
+
 matplotlib.use("Agg")
 
 

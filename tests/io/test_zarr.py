@@ -2,6 +2,8 @@ import pytest
 
 import jointseg as jg
 
+pytestmark = pytest.mark.smoke  # also run on Python 3.12 with the newest spatialdata (make test-py312)
+
 
 def test_round_trip_and_refusal(tmp_path, segmented):
     path = tmp_path / "out.zarr"

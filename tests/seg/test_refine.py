@@ -21,6 +21,7 @@ def _refine(sdata, **kw):
     return jg.seg.refine(sdata, labels_key="cell_labels", copy=True, **KW, **kw)
 
 
+@pytest.mark.smoke
 def test_outputs_are_linked_and_replace_the_input_ids(expanded):
     out = _refine(expanded)
     labels, table = out["refined_labels"].values, out["refined_table"]

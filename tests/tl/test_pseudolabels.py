@@ -27,6 +27,7 @@ def _truth(sdata):
     return truth.reindex(sdata["table"].obs["cell_id"]).map(EXPECTED).to_numpy()
 
 
+@pytest.mark.smoke
 def test_recovers_the_lineages_of_synthetic_cells(cells):
     jg.tl.pseudolabels(cells, markers=MARKERS, **OPTS)
     obs = cells["table"].obs
@@ -92,6 +93,7 @@ def test_shipped_and_file_marker_tables(tmp_path):
         jg.tl.marker_table("kidney")
 
 
+@pytest.mark.smoke
 def test_squidpy_chain_after_segmentation(cells):
     jg.pp.nuclei(cells, image_key="morphology")
     jg.seg.expand_nuclei(cells, key_added="cells", shapes_key="cell_shapes", table_key="cell_table", overwrite=True)

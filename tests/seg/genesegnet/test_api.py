@@ -36,6 +36,7 @@ def test_tiled_matches_untiled_with_centres_from_votes(slide, model):
     assert jg.metrics.instance_scores(whole, tiled)["mean_iou"] >= 0.99
 
 
+@pytest.mark.smoke
 def test_save_load_round_trip_segments_another_slide(slide, model, tmp_path):
     path = tmp_path / "genesegnet.pt"
     model.save(path)
