@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -20,18 +21,30 @@ def labelled():
 
 def test_cells_coloured_by_type_with_a_legend(labelled):
     ax = jg.pl.cell_types(labelled, image_key="morphology", labels_key="true_cells")
-    categories = list(labelled["table"].obs["cell_type"].cat.categories)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == categories
-    fill = ax.images[1].get_array()
+    legend = {t.get_text(): tuple(np.round(h.get_facecolor()[0][:3], 3))
+              for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles, strict=True)}  # fmt: skip
+    assert set(legend) == set(labelled["table"].obs["cell_type"].cat.categories)
+    fill = ax.images[1].get_array()  # spatialdata-plot's labels layer, on the labels' pixel grid here
     labels = labelled["true_cells"].values
-    assert (fill[..., 3][labels > 0] > 0).all() and (fill[..., 3][labels == 0] == 0).all()
-    cell = int(labelled["table"].obs["cell_id"].iloc[0])
-    colours = {tuple(np.round(c, 3)) for c in fill[labels == cell][:, :3]}
-    assert len(colours) == 1  # one colour per cell
+    assert (fill[..., 3][labels == 0] == 0).all()
+    obs = labelled["table"].obs
+    for cell, cell_type in zip(obs["cell_id"], obs["cell_type"], strict=True):
+        colours = {tuple(np.round(c, 3)) for c in fill[labels == cell][:, :3]}
+        assert colours == {legend[cell_type]}  # one colour per cell: its type's
+
+
+def test_cells_coloured_through_the_polygons_when_the_table_annotates_them(labelled):
+    labelled["cells"] = jg.seg.labels_to_shapes(labelled["true_cells"])
+    jg.io.annotate_table(labelled, "cells")
+    ax = jg.pl.cell_types(labelled, image_key="morphology")
+    assert len(ax.images) == 1 and len(ax.collections) >= 1  # the stain, then the filled polygons
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == set(labelled["table"].obs["cell_type"].cat.categories)
 
 
 def test_marker_dotplot_shows_each_class_markers(labelled):
-    axes = jg.pl.marker_dotplot(labelled, markers=MARKERS, n_genes=2)
+    _, ax = plt.subplots()
+    axes = jg.pl.marker_dotplot(labelled, markers=MARKERS, n_genes=2, ax=ax)
+    assert axes["mainplot_ax"].figure is ax.figure
     genes = {t.get_text() for t in axes["mainplot_ax"].get_xticklabels()}
     assert genes == {"T0_0", "T0_1", "T1_0", "T1_1", "T2_0", "T2_1"}
 

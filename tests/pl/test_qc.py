@@ -2,8 +2,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
-import pytest
 
 import jointseg as jg
 
@@ -30,12 +30,8 @@ def test_qc_without_points_or_shapes(segmented):
     assert any(t.get_text() == "no per-transcript cell ids" for ax in fig.axes for t in ax.texts)
 
 
-def test_overlay_colours_by_gene_and_cell(segmented):
-    kw = {"image_key": "morphology", "points_key": "transcripts"}
-    ax = jg.pl.segmentation(segmented, **kw, color_by="gene", genes=["T0_0"])
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["T0_0"]
-    ax = jg.pl.segmentation(segmented, image_key="morphology", points_key="transcripts", color_by="cell")
-    assert len(ax.collections) == 2  # unassigned (grey) and assigned (one colour per cell)
-    with pytest.raises(ValueError, match="color_by"):
-        jg.pl.segmentation(segmented, image_key="morphology", points_key="transcripts", color_by="type")
+def test_qc_draws_into_a_given_subfigure(segmented):
+    outer = plt.figure(figsize=(20, 8))
+    left, right = outer.subfigures(1, 2)
+    assert jg.pl.qc(segmented, fig=right) is right
+    assert len(right.axes) >= 6 and not left.axes

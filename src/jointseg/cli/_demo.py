@@ -66,10 +66,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     axes[1].set_title("zoom: transcripts assigned (gold) / unassigned (grey)")
     fig.tight_layout()
     figure = out / "segmentation.png"
-    fig.savefig(figure, dpi=110)
+    fig.savefig(figure, dpi=110, bbox_inches="tight")
     plt.close(fig)
     ax = jg.pl.cell_types(sdata, image_key="morphology")
-    ax.figure.savefig(out / "cell_types.png", dpi=110)
+    ax.figure.savefig(out / "cell_types.png", dpi=110, bbox_inches="tight")
     plt.close(ax.figure)
     top = table.var.sort_values("jg_entropy_rank").index[:10]
     print("most cell-specific genes (spatial entropy):", ", ".join(top))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import scanpy as sc
 from matplotlib.axes import Axes
-from matplotlib.patches import Patch
+from matplotlib.colors import to_hex
 from spatialdata import SpatialData
 
-from jointseg._core.constants import CELL_LABELS_KEY, INSTANCE_KEY, TABLE_KEY
+from jointseg._core.constants import CELL_LABELS_KEY, DEFAULT_CS, TABLE_KEY
 from jointseg._core.tables import raw_counts
-from jointseg._core.utils import labels_2d, resolve_key
-from jointseg.pl._segmentation import draw_stain, extent, finish
+from jointseg._core.utils import resolve_key
+from jointseg.pl._render import render_stain, show, view
 from jointseg.tl import marker_table
 
 
@@ -25,22 +26,29 @@ def cell_types(
     key: str = "cell_type",
     region: tuple[int, int, int, int] | None = None,
     alpha: float = 0.45,
+    coordinate_system: str = DEFAULT_CS,
     ax: Axes | None = None,
 ) -> Axes:
     """Cells filled with the colour of their ``obs[key]`` category, over the stain, with a legend.
+
+    Drawn with spatialdata-plot: ``render_labels(labels_key, color=key, table_name=table_key)``, or
+    ``render_shapes`` of the polygons when the table annotates them (see
+    :func:`jointseg.io.annotate_table`).
 
     Parameters
     ----------
     sdata
         SpatialData with the stain, the cell labels and their table.
     image_key, labels_key, table_key
-        The stain, the labels the table annotates, and the table.
+        The stain, the cell labels, and their table.
     key
         Categorical ``obs`` column (e.g. from :func:`jointseg.tl.pseudolabels`).
     region
-        ``(y0, y1, x0, x1)`` pixel window (default: everything).
+        ``(y0, y1, x0, x1)`` pixel window of the stain (default: everything).
     alpha
         Opacity of the fill.
+    coordinate_system
+        Coordinate system to draw in.
     ax
         Axes to draw on (default: a new figure).
 
@@ -60,22 +68,23 @@ def cell_types(
     table = sdata[table_key]
     if key not in table.obs:
         raise KeyError(f"Table {table_key!r} has no obs column {key!r}; run jg.tl.pseudolabels(sdata) first.")
-    categories = table.obs[key].astype("category")
+    if not isinstance(table.obs[key].dtype, pd.CategoricalDtype):
+        table.obs[key] = table.obs[key].astype("category")
     image_key = resolve_key(sdata, "images", image_key)
-    ax, window = draw_stain(sdata, image_key, region, ax)
-    y0, y1, x0, x1 = window
-    labels = np.asarray(labels_2d(sdata, labels_key).data[y0:y1, x0:x1])
-    lookup = np.full(int(max(labels.max(), table.obs[INSTANCE_KEY].max())) + 1, -1)
-    lookup[table.obs[INSTANCE_KEY].to_numpy()] = categories.cat.codes.to_numpy()
-    codes = lookup[labels]
-    colours = plt.get_cmap("tab10" if len(categories.cat.categories) <= 10 else "tab20")
-    rgba = np.zeros((*labels.shape, 4))
-    for i in range(len(categories.cat.categories)):
-        rgba[codes == i] = (*colours(i % colours.N)[:3], alpha)
-    ax.imshow(rgba, extent=extent(window), interpolation="nearest")
-    handles = [Patch(color=colours(i % colours.N), label=str(c)) for i, c in enumerate(categories.cat.categories)]
-    ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.8)
-    return finish(ax, window)
+    region_of_table = table.uns["spatialdata_attrs"]["region"]
+    cells = region_of_table if region_of_table in sdata.shapes else labels_key
+    part, limits = view(sdata, [image_key, cells, table_key], image_key, region, coordinate_system)
+    plot = render_stain(part, image_key, channel=None, region=region, full=sdata)
+    categories = list(table.obs[key].cat.categories)
+    colours = plt.get_cmap("tab10" if len(categories) <= 10 else "tab20").colors
+    palette = {str(c): to_hex(colours[i % len(colours)]) for i, c in enumerate(categories)}
+    if cells in sdata.shapes:
+        plot = plot.pl.render_shapes(cells, color=key, table_name=table_key, fill_alpha=alpha, palette=palette)
+    else:
+        plot = plot.pl.render_labels(
+            cells, color=key, table_name=table_key, fill_alpha=alpha, outline_alpha=0.0, palette=palette
+        )
+    return show(plot, ax, limits, coordinate_system, legend_loc="upper right", legend_fontsize=7)
 
 
 def marker_dotplot(
@@ -86,11 +95,13 @@ def marker_dotplot(
     markers="breast",
     n_genes: int = 4,
     layer: str | None = "counts",
-):
+    ax: Axes | None = None,
+) -> dict[str, Axes]:
     """Scanpy dotplot of the marker evidence: per coarse class, its ``n_genes`` markers with the
     highest mean expression in the cells of that class, against every class of ``obs[key]``.
 
-    Returns the dict of axes from :func:`scanpy.pl.dotplot`.
+    Returns the dict of axes from :func:`scanpy.pl.dotplot`, drawn on ``ax`` if given (its area is
+    split into the dotplot and its legends).
 
     Examples
     --------
@@ -121,4 +132,4 @@ def marker_dotplot(
         groups[str(klass)] = [str(g) for g in genes[np.argsort(mean)[::-1][:n_genes]]]
     if not groups:
         raise ValueError("No marker of the classes in obs[key] is in the table's genes.")
-    return sc.pl.dotplot(work, groups, groupby=key, show=False)
+    return sc.pl.dotplot(work, groups, groupby=key, show=False, ax=ax)

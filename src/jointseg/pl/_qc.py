@@ -23,6 +23,7 @@ def qc(
     tile_um: float = 50.0,
     coordinate_system: str = DEFAULT_CS,
     figsize: tuple[float, float] = (15, 8.5),
+    fig: Figure | None = None,
 ) -> Figure:
     """Six panels on one segmentation: cells per tile and the assigned fraction per tile (maps),
     transcripts per cell, cell area, convexity and elongation (histograms, medians marked).
@@ -43,7 +44,10 @@ def qc(
     coordinate_system
         Coordinate system linking the elements.
     figsize
-        Figure size in inches.
+        Size in inches of the new figure.
+    fig
+        A figure (or subfigure, ``plt.figure().subfigures(...)``) to draw the six panels in, instead of
+        a new one.
 
     Returns
     -------
@@ -63,7 +67,9 @@ def qc(
     um = microns_per_unit(sdata, coordinate_system)
     summary = assignment_summary(table, table_key=table_key)
 
-    fig, axes = plt.subplots(2, 3, figsize=figsize)
+    if fig is None:
+        fig = plt.figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(2, 3)
     centres = np.asarray(table.obsm["spatial"]) * um
     edges = _tile_edges(centres, tile_um)
     cells, _, _ = np.histogram2d(centres[:, 1], centres[:, 0], bins=edges)
@@ -92,7 +98,6 @@ def qc(
         f"{table_key}: {summary['n_cells']:,} cells, {summary['fraction_assigned']:.1%} of transcripts assigned, "
         f"median {summary['median_transcripts_per_cell']:.0f} transcripts / cell"
     )
-    fig.tight_layout()
     return fig
 
 
