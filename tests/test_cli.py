@@ -129,6 +129,7 @@ def test_demo_on_shipped_crop(tmp_path, capsys):
     assert "cell types (pseudolabels):" in out
     assert (tmp_path / "segmentation.png").stat().st_size > 10_000
     assert (tmp_path / "cell_types.png").stat().st_size > 10_000
+    assert (tmp_path / "cluster_votes.png").stat().st_size > 10_000
     assert isinstance(jg.io.read_zarr(tmp_path / "demo.zarr"), SpatialData)
 
 

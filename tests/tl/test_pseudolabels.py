@@ -56,6 +56,23 @@ def test_fallback_then_unknown(cells):
     assert set(cells["table"].obs["cell_type"]) == {"Unknown"}
 
 
+def test_ambiguous_votes_leave_a_cluster_unknown_with_its_margin(cells):
+    jg.tl.pseudolabels(cells, markers=MARKERS, **OPTS)
+    obs, info = cells["table"].obs, cells["table"].uns["jointseg"]["pseudolabels"]
+    assert all(c["margin"] > 0.5 for c in info["clusters"].values())  # clean lineages: clear leads
+    by_cluster = {name: c["margin"] for name, c in info["clusters"].items()}
+    np.testing.assert_allclose(obs["cell_type_margin"].to_numpy(), obs["leiden"].astype(str).map(by_cluster).to_numpy())
+    # the T-cell genes mark two classes equally (Inflammatory, Connective): those votes tie, stay Unknown
+    tied = {**MARKERS, "Fibroblasts": MARKERS["T cells"]}
+    jg.tl.pseudolabels(cells, markers=tied, **OPTS)
+    clusters = cells["table"].uns["jointseg"]["pseudolabels"]["clusters"].values()
+    ambiguous = [c for c in clusters if c["vote_source"] == "ambiguous"]
+    assert ambiguous and all(c["label"] == "Unknown" and c["margin"] < 0.1 for c in ambiguous)
+    lymphoid = _truth(cells) == "Inflammatory"
+    assert (cells["table"].obs["cell_type"].astype(str).to_numpy()[lymphoid] == "Unknown").mean() > 0.9
+    assert jg.tl.vote_margin(pd.Series({"A": 3.0, "B": 3.0})) == 0.0
+
+
 def test_neoplastic_refinement(cells):
     epithelial = {
         "Luminal epithelial cells": MARKERS["T cells"],

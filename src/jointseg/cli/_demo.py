@@ -71,6 +71,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     ax = jg.pl.cell_types(sdata, image_key="morphology")
     ax.figure.savefig(out / "cell_types.png", dpi=110, bbox_inches="tight")
     plt.close(ax.figure)
+    ax = jg.pl.cluster_votes(sdata)
+    ax.figure.savefig(out / "cluster_votes.png", dpi=110, bbox_inches="tight")
+    plt.close(ax.figure)
     top = table.var.sort_values("jg_entropy_rank").index[:10]
     print("most cell-specific genes (spatial entropy):", ", ".join(top))
     counts = table.obs["cell_type"].value_counts()
@@ -88,7 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"(the same nuclei expanded by {distance:.1f} um assign the same fraction)")
     print(f"nuclei found: {int(sdata['nuclei'].max())}; wall time: "
           + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in times.items()))  # fmt: skip
-    print(f"Wrote {out / 'demo.zarr'}, {figure} and {out / 'cell_types.png'}")
+    print(f"Wrote {out / 'demo.zarr'}, {figure}, {out / 'cell_types.png'} and {out / 'cluster_votes.png'}")
 
 
 def _demo_row(sdata: SpatialData, table_key: str, pairs: list) -> dict[str, float]:

@@ -4,7 +4,7 @@ from jointseg.tl._aggregate import aggregate
 from jointseg.tl._gene_scores import gene_scores, spatial_entropy
 from jointseg.tl._image_classifier import ImageClassifierModel, predict_image_classes, train_image_classifier
 from jointseg.tl._markers import COARSE_CLASSES, cancer_genes, canonical_markers, coarse_class, marker_table
-from jointseg.tl._pseudolabels import marker_votes, pseudolabels
+from jointseg.tl._pseudolabels import marker_votes, pseudolabels, vote_margin
 
 __all__ = [
     "COARSE_CLASSES",
@@ -20,4 +20,5 @@ __all__ = [
     "pseudolabels",
     "spatial_entropy",
     "train_image_classifier",
+    "vote_margin",
 ]

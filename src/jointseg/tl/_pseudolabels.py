@@ -40,14 +40,33 @@ def marker_votes(top_genes: list[str], markers: pd.DataFrame) -> pd.Series:
     return hits.assign(w=weight.reindex(hits["gene"]).to_numpy()).groupby("coarse_class")["w"].sum().sort_index()
 
 
-def _label_cluster(top, db, fallback, min_votes) -> tuple[str, dict, str]:
+def vote_margin(votes: pd.Series) -> float:
+    """How clearly the winning class leads: (best - runner-up) / all votes; 0 without votes.
+
+    Examples
+    --------
+    >>> vote_margin(pd.Series({"Epithelial": 30.0, "Connective": 10.0}))
+    0.5
+
+    """
+    total = float(votes.sum())
+    if total <= 0:
+        return 0.0
+    top = np.sort(votes.to_numpy(dtype=float))[::-1]
+    return float((top[0] - (top[1] if len(top) > 1 else 0.0)) / total)
+
+
+def _label_cluster(top, db, fallback, min_votes, min_margin) -> tuple[str, dict, str, float]:
     votes = marker_votes(top, db)
     source = "markers"
     if votes.sum() < min_votes and fallback is not None:
         votes, source = marker_votes(top, fallback), "fallback"
+    margin = vote_margin(votes)
     if votes.sum() < min_votes or votes.empty:
-        return "Unknown", votes.to_dict(), "insufficient"
-    return str(votes.idxmax()), votes.to_dict(), source
+        return "Unknown", votes.to_dict(), "insufficient", margin
+    if margin < min_margin:
+        return "Unknown", votes.to_dict(), "ambiguous", margin
+    return str(votes.idxmax()), votes.to_dict(), source, margin
 
 
 def pseudolabels(
@@ -61,6 +80,7 @@ def pseudolabels(
     resolution: float = 1.0,
     n_top: int = 10,
     min_votes: float = 5,
+    min_margin: float = 0.1,
     cancer: list[str] | None = None,
     n_cancer_top: int = 20,
     cancer_threshold: float = 0.25,
@@ -76,7 +96,9 @@ def pseudolabels(
     ``n_top`` DEGs vote through the marker table for coarse classes, the ``l``-th gene with weight
     ``n_top - l``; the cluster takes the class with most votes. When the vote total is below
     ``min_votes``, the organ-agnostic ``fallback_markers`` vote instead; with still too little
-    evidence, the cluster is ``Unknown``. Epithelial clusters whose top ``n_cancer_top`` DEGs
+    evidence, the cluster is ``Unknown``; so is a cluster whose winning class leads the runner-up
+    by less than ``min_margin`` of all its votes (:func:`vote_margin`: mixed or ambiguous
+    evidence is not forced into a class). Epithelial clusters whose top ``n_cancer_top`` DEGs
     overlap the ``cancer`` gene set by more than ``cancer_threshold`` (fraction of those DEGs)
     become ``Neoplastic``. Cells with fewer than ``min_counts`` transcripts are ``Unknown`` and not
     clustered.
@@ -96,6 +118,9 @@ def pseudolabels(
         Leiden resolution (the paper: 4.0 on whole sections; lower for small crops).
     n_top, min_votes
         DEGs that vote, and the vote total below which the fallback, then Unknown, applies.
+    min_margin
+        Smallest lead of the winning class over the runner-up, as a fraction of all votes, for a
+        cluster to take a class; below it the cluster is ``Unknown`` (vote source ``"ambiguous"``).
     cancer, n_cancer_top, cancer_threshold
         Neoplastic refinement (default gene set: :func:`jointseg.tl.cancer_genes`).
     min_counts
@@ -109,8 +134,9 @@ def pseudolabels(
     -------
     None. Adds categorical ``obs[key_added]`` (categories: the coarse classes that occur, in the
     order of :data:`jointseg.tl.COARSE_CLASSES`) and
-    ``obs[cluster_key]``, and ``uns["jointseg"]["pseudolabels"]`` with the parameters and, per
-    cluster, its label, votes, vote source, top DEGs and cancer overlap.
+    ``obs[cluster_key]``, ``obs[f"{key_added}_margin"]`` (the vote margin of the cell's cluster; NaN
+    for cells not clustered), and ``uns["jointseg"]["pseudolabels"]`` with the parameters and, per
+    cluster, its label, votes, vote margin, vote source, top DEGs and cancer overlap.
 
     Examples
     --------
@@ -145,25 +171,29 @@ def pseudolabels(
     per_cluster, label_of = {}, {}
     for cluster in clusters.cat.categories:
         ranked = [str(g) for g in names[cluster].tolist()] if cluster in names else []
-        label, votes, source = _label_cluster(ranked[:n_top], db, fallback, min_votes)
+        label, votes, source, margin = _label_cluster(ranked[:n_top], db, fallback, min_votes, min_margin)
         overlap = len(set(ranked[:n_cancer_top]) & cancer_set) / max(len(ranked[:n_cancer_top]), 1)
         if label == "Epithelial" and overlap > cancer_threshold:
             label = "Neoplastic"
         label_of[cluster] = label
         per_cluster[str(cluster)] = {
-            "label": label, "votes": {k: float(v) for k, v in votes.items()}, "vote_source": source,
+            "label": label, "votes": {k: float(v) for k, v in votes.items()}, "margin": margin, "vote_source": source,
             "top_genes": ranked[:n_top], "cancer_overlap": overlap, "n_cells": int((clusters == cluster).sum()),
         }  # fmt: skip
     labels = np.full(table.n_obs, "Unknown", dtype=object)
     labels[keep] = clusters.map(label_of).astype(str).to_numpy()
     present = [c for c in COARSE_CLASSES if c in set(labels)]  # squidpy: no empty categories
     table.obs[key_added] = pd.Categorical(labels, categories=present)
+    margins = np.full(table.n_obs, np.nan)
+    margins[keep] = clusters.map({c: per_cluster[str(c)]["margin"] for c in clusters.cat.categories}).to_numpy(float)
+    table.obs[f"{key_added}_margin"] = margins
     leiden = np.full(table.n_obs, np.nan, dtype=object)
     leiden[keep] = clusters.astype(str).to_numpy()
     table.obs[cluster_key] = pd.Categorical(leiden, categories=[str(c) for c in clusters.cat.categories])
     table.uns.setdefault(UNS_KEY, {})["pseudolabels"] = {
         "markers": markers if isinstance(markers, str) else type(markers).__name__,
-        "resolution": resolution, "n_top": n_top, "min_votes": min_votes, "n_cancer_top": n_cancer_top,
-        "cancer_threshold": cancer_threshold, "min_counts": min_counts, "seed": seed, "clusters": per_cluster,
+        "resolution": resolution, "n_top": n_top, "min_votes": min_votes, "min_margin": min_margin,
+        "n_cancer_top": n_cancer_top, "cancer_threshold": cancer_threshold, "min_counts": min_counts, "seed": seed,
+        "clusters": per_cluster,
     }  # fmt: skip
     logger.info("Pseudolabels: %d clusters -> %s", len(per_cluster), table.obs[key_added].value_counts().to_dict())
