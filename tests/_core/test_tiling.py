@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from skimage.measure import label
 
-from jointseg._core.tiling import bins_to_pixels, relabel_sequential, window_weights
+from jointseg._core.tiling import _renumber, bins_to_pixels, relabel_sequential, window_weights
 from jointseg.seg import BlockGrid, segment_blockwise, sliding_window_average
 
 
@@ -98,3 +98,14 @@ def test_relabel_sequential_handles_ids_beyond_one_lookup_chunk():
         relabel_sequential(da.from_array(small, chunks=16)).compute(),
         spatialdata.relabel_sequential(da.from_array(small, chunks=16)).compute(),
     )
+
+
+@pytest.mark.parametrize("largest", [5_000, 60_000_000])  # a lookup table, then a binary search
+def test_renumbering_maps_ids_to_their_rank(largest):
+    rng = np.random.default_rng(0)
+    ids = np.sort(rng.choice(np.arange(1, largest), 300, replace=False))
+    block = np.where(rng.random((64, 64)) < 0.3, 0, rng.choice(ids, (64, 64)))
+    out = _renumber(block, ids)
+    assert out.dtype == np.uint32
+    np.testing.assert_array_equal(out[block == 0], 0)
+    np.testing.assert_array_equal(out[block > 0], np.searchsorted(ids, block[block > 0]) + 1)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import dask
 import dask.array as da
 import numpy as np
+from numba import njit
 from scipy import ndimage as ndi
 from scipy import sparse
 from skimage.measure import label as connected_regions
@@ -157,10 +158,30 @@ def sum_counts(parts: list[dict], n_genes: int) -> tuple:
             first)  # fmt: skip
 
 
+@njit(cache=True)
+def _tent_argmax(bins, i0, i1, j0, j1, fy, fx, out) -> None:  # pragma: no cover - compiled
+    for y in range(out.shape[0]):
+        for x in range(out.shape[1]):
+            a, b, c, d = fy[y], fx[x], 1.0 - fy[y], 1.0 - fx[x]
+            labels = (bins[i0[y], j0[x]], bins[i1[y], j0[x]], bins[i0[y], j1[x]], bins[i1[y], j1[x]])
+            weights = (c * d, a * d, c * b, a * b)
+            best, best_weight = labels[0], 0.0
+            for k in range(4):
+                total = 0.0
+                for m in range(4):
+                    if labels[m] == labels[k]:
+                        total += weights[m]
+                if total > best_weight:
+                    best, best_weight = labels[k], total
+            out[y, x] = best
+
+
 def upsample_labels(bins: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
     """Bin labels on the pixel grid with smooth boundaries: each pixel takes the label with the most
     bilinear weight among its four nearest bin centres (a tent-blurred one-hot, then argmax), so
-    boundaries run diagonally between bins instead of in ``s``-pixel stairs.
+    boundaries run diagonally between bins instead of in ``s``-pixel stairs. A compiled loop (numba):
+    the numpy form of this argmax allocates a dozen full-size arrays per block and took ~0.6 s per
+    2,048 px block.
 
     Examples
     --------
@@ -174,15 +195,10 @@ def upsample_labels(bins: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndar
     i0 = np.clip(np.floor(u).astype(np.intp), 0, bins.shape[0] - 1)
     j0 = np.clip(np.floor(v).astype(np.intp), 0, bins.shape[1] - 1)
     i1, j1 = np.minimum(i0 + 1, bins.shape[0] - 1), np.minimum(j0 + 1, bins.shape[1] - 1)
-    fy, fx = np.clip(u - i0, 0, 1)[:, None], np.clip(v - j0, 0, 1)[None, :]
-    corners = [bins[np.ix_(i0, j0)], bins[np.ix_(i1, j0)], bins[np.ix_(i0, j1)], bins[np.ix_(i1, j1)]]
-    weights = [(1 - fy) * (1 - fx), fy * (1 - fx), (1 - fy) * fx, fy * fx]
-    best, best_weight = corners[0], np.zeros((h, w))
-    for label in corners:
-        total = sum(np.where(other == label, wt, 0.0) for other, wt in zip(corners, weights, strict=True))
-        better = total > best_weight
-        best, best_weight = np.where(better, label, best), np.where(better, total, best_weight)
-    return best
+    fy, fx = np.clip(u - i0, 0, 1), np.clip(v - j0, 0, 1)
+    out = np.empty((h, w), dtype=bins.dtype)
+    _tent_argmax(np.ascontiguousarray(bins), i0, i1, j0, j1, fy, fx, out)
+    return out
 
 
 def refine_block(
