@@ -34,6 +34,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 PER_CELL = 170  # transcripts per nucleus: ~20 M on the 16k x 16k slide
 
 
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(path: str, method: str, model: str | None) -> None:
     import spatialdata
 
@@ -44,6 +48,7 @@ def child(path: str, method: str, model: str | None) -> None:
     start = time.perf_counter()
     jg.pp.nuclei(sdata, image_key="morphology", overwrite=True)
     times["nuclei_s"] = time.perf_counter() - start
+    peaks = {"nuclei": _peak_rss()}  # the running peak after each step: the step that raised it holds it
     start = time.perf_counter()
     if method == "segjointgene":
         jg.seg.segjointgene(sdata, image_key="morphology", points_key="transcripts", model=model, device="cpu",
@@ -51,19 +56,22 @@ def child(path: str, method: str, model: str | None) -> None:
     else:
         jg.seg.expand_nuclei(sdata, image_key="morphology", points_key="transcripts", overwrite=True)
     times["cells_s"] = time.perf_counter() - start
+    peaks["cells"] = _peak_rss()
     table_key = "table"
     if method == "refine":
         start = time.perf_counter()
         jg.seg.refine(sdata, labels_key="cell_labels", image_key="morphology", points_key="transcripts",
                       overwrite=True)  # fmt: skip
         times["refine_s"] = time.perf_counter() - start
+        peaks["refine"] = _peak_rss()
         table_key = "refined_table"
     table = sdata[table_key]
     info = table.uns["jointseg"][table_key]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss()
     on_disk = sorted(p.split("/")[-1] for p in sdata.elements_paths_on_disk())
-    print(json.dumps({**times, "peak_rss": peak, "n_cells": table.n_obs, "n_tx": info["n_transcripts_total"],
-                      "assigned": info["n_transcripts_assigned"], "on_disk": on_disk}))  # fmt: skip
+    print(json.dumps({**times, "peak_rss": peak, "peaks": peaks, "n_cells": table.n_obs,
+                      "n_tx": info["n_transcripts_total"], "assigned": info["n_transcripts_assigned"],
+                      "on_disk": on_disk}))  # fmt: skip
 
 
 def train(path: str, model: str) -> None:
@@ -135,6 +143,9 @@ def main() -> None:
         print(f"{r['size']:>6}^2 {r['n_tx']:>14,} {r['n_cells']:>8,} {r['write_s']:>8.1f} {r['nuclei_s']:>9.1f} "
               f"{r['cells_s']:>8.1f} {refine_s:>9.1f} {r['n_tx'] / refine_s:>12,.0f} {r['wall_s']:>8.1f} "
               f"{r['peak_rss'] / 1e9:>12.2f} {r['bar'] / 1e9:>7.2f} {over:>14.1f}")  # fmt: skip
+    print("running peak RSS after each step (GB):")
+    for r in rows:
+        print(f"{r['size']:>6}^2  " + "  ".join(f"{step} {value / 1e9:.2f}" for step, value in r["peaks"].items()))
     if len(rows) > 1:
         px = np.array([r["size"] ** 2 for r in rows], float)
         for key, name in (("wall_s", "time"), ("peak_rss", "peak RSS")):
