@@ -22,13 +22,18 @@ from jointseg._core.utils import check_new_key
 logger = logging.getLogger("jointseg")
 
 
+def annotated_element(table: ad.AnnData) -> str:
+    """The element (labels or shapes) a table annotates; the first one if it annotates several."""
+    region = table.uns[TableModel.ATTRS_KEY][TableModel.REGION_KEY]
+    return region[0] if isinstance(region, list) else region
+
+
 def cell_shapes_key(sdata: SpatialData, table: ad.AnnData) -> str | None:
     """The polygons of ``table``'s cells: the shapes the table annotates (sopa's tables, or after
     :func:`jointseg.io.annotate_table`), else those :func:`write_segmentation` recorded for the
     labels it annotates; None if neither.
     """
-    region = table.uns[TableModel.ATTRS_KEY][TableModel.REGION_KEY]
-    region = region[0] if isinstance(region, list) else region
+    region = annotated_element(table)
     if region in sdata.shapes:
         return region
     return table.uns.get(UNS_KEY, {}).get(region, {}).get("shapes_key")

@@ -44,14 +44,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     import jointseg as jg
-    from jointseg._core.outputs import cell_shapes_key
+    from jointseg._core.outputs import annotated_element, cell_shapes_key
     from jointseg._core.utils import labels_2d
 
     sdata = jg.io.read_zarr(args.store)
     if args.table_key not in sdata.tables:
         raise KeyError(f"No table {args.table_key!r} in {args.store}; tables: {list(sdata.tables)}.")
     table = sdata[args.table_key]
-    region = table.uns["spatialdata_attrs"]["region"]
+    region = annotated_element(table)
     labels_key = region if region in sdata.labels else None
     if labels_key is not None and labels_2d(sdata, labels_key).size > _MAX_CALLING_PIXELS:
         print(f"(cell calling left out: it loads the labels whole, and {labels_key!r} is a whole slide)")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from jointseg._core.constants import UNS_KEY
-from jointseg._core.tables import raw_counts
+from jointseg._core.tables import COUNTS_LAYER, raw_counts
 
 
 def assignment_summary(
@@ -38,17 +38,19 @@ def assignment_summary(
 
     """
     info = table.uns.get(UNS_KEY, {}).get(table_key)
-    per_cell = np.asarray(raw_counts(table, "counts", table_key=table_key).sum(axis=1)).ravel()
-    if info is not None:
-        assigned, total = info["n_transcripts_assigned"], info["n_transcripts_total"]
-    elif n_transcripts_total is not None:
-        assigned, total = float(per_cell.sum()), n_transcripts_total
-    else:
+    if info is None and n_transcripts_total is None:
         raise ValueError(
             f"Table {table_key!r} was not made by jointseg, so it does not record the slide's transcripts: "
             "pass n_transcripts_total (segmentation_report does, from points_key)."
         )
-    n = table.obs["n_transcripts"].to_numpy() if "n_transcripts" in table.obs else per_cell
+    if "n_transcripts" in table.obs:
+        n = table.obs["n_transcripts"].to_numpy()
+    else:
+        n = np.asarray(raw_counts(table, COUNTS_LAYER, table_key=table_key).sum(axis=1)).ravel()
+    if info is not None:
+        assigned, total = info["n_transcripts_assigned"], info["n_transcripts_total"]
+    else:
+        assigned, total = float(n.sum()), n_transcripts_total
     return {
         "n_cells": int(table.n_obs),
         "fraction_assigned": assigned / max(total, 1),

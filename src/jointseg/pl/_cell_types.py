@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import scanpy as sc
 from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from spatialdata import SpatialData
 
 from jointseg._core.constants import CELL_LABELS_KEY, DEFAULT_CS, TABLE_KEY
+from jointseg._core.outputs import annotated_element
 from jointseg._core.tables import raw_counts
 from jointseg._core.utils import resolve_key
 from jointseg.pl._render import render_stain, show, view
@@ -42,7 +42,8 @@ def cell_types(
     image_key, labels_key, table_key
         The stain, the cell labels, and their table.
     key
-        Categorical ``obs`` column (e.g. from :func:`jointseg.tl.pseudolabels`).
+        Categorical ``obs`` column (e.g. from :func:`jointseg.tl.pseudolabels`); the table is not
+        modified (spatialdata-plot colours a copy of another column by its distinct values).
     region
         ``(y0, y1, x0, x1)`` pixel window of the stain (default: everything).
     alpha
@@ -58,24 +59,22 @@ def cell_types(
 
     Examples
     --------
-    >>> import jointseg as jg
+    >>> import jointseg as jg, pandas as pd
     >>> sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=5)
     >>> jg.tl.aggregate(sdata, labels_key="true_cells", points_key="transcripts")
-    >>> sdata["table"].obs["cell_type"] = sdata["truth"].obs["cell_type"].to_numpy()
+    >>> sdata["table"].obs["cell_type"] = pd.Categorical(sdata["truth"].obs["cell_type"].to_numpy())
     >>> ax = jg.pl.cell_types(sdata, image_key="morphology", labels_key="true_cells")
 
     """
     table = sdata[table_key]
     if key not in table.obs:
         raise KeyError(f"Table {table_key!r} has no obs column {key!r}; run jg.tl.pseudolabels(sdata) first.")
-    if not isinstance(table.obs[key].dtype, pd.CategoricalDtype):
-        table.obs[key] = table.obs[key].astype("category")
     image_key = resolve_key(sdata, "images", image_key)
-    region_of_table = table.uns["spatialdata_attrs"]["region"]
-    cells = region_of_table if region_of_table in sdata.shapes else labels_key
+    annotated = annotated_element(table)
+    cells = annotated if annotated in sdata.shapes else labels_key
     part, limits = view(sdata, [image_key, cells, table_key], image_key, region, coordinate_system)
     plot = render_stain(part, image_key, channel=None, region=region, full=sdata)
-    categories = list(table.obs[key].cat.categories)
+    categories = list(table.obs[key].astype("category").cat.categories)
     colours = plt.get_cmap("tab10" if len(categories) <= 10 else "tab20").colors
     palette = {str(c): to_hex(colours[i % len(colours)]) for i, c in enumerate(categories)}
     if cells in sdata.shapes:
