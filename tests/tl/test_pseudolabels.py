@@ -1,7 +1,9 @@
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import squidpy as sq
+from spatialdata import SpatialData
 
 import jointseg as jg
 
@@ -12,7 +14,8 @@ MARKERS = {
     "Endothelial cells": [f"T2_{k}" for k in range(5)],
 }
 EXPECTED = {"type_0": "Inflammatory", "type_1": "Connective", "type_2": "Endothelial"}
-OPTS = {"fallback_markers": None, "min_votes": 1, "min_counts": 1}
+#: Forty cells: the paper's resolution 4.0 (whole sections) would split them into one-cell clusters.
+OPTS = {"fallback_markers": None, "min_votes": 1, "min_counts": 1, "resolution": 1.0}
 
 
 @pytest.fixture
@@ -47,12 +50,12 @@ def test_marker_votes_weight_by_rank():
 
 def test_fallback_then_unknown(cells):
     useless = {"Hepatocytes": ["NOT_A_GENE"]}
-    jg.tl.pseudolabels(cells, markers=useless, fallback_markers=MARKERS, min_votes=1, min_counts=1)
+    jg.tl.pseudolabels(cells, markers=useless, fallback_markers=MARKERS, min_votes=1, min_counts=1, resolution=1.0)
     clusters = cells["table"].uns["jointseg"]["pseudolabels"]["clusters"]
     assert {c["vote_source"] for c in clusters.values()} == {"fallback"}
     jg.tl.pseudolabels(cells, markers=useless, **OPTS)
     assert set(cells["table"].obs["cell_type"]) == {"Unknown"}
-    jg.tl.pseudolabels(cells, markers=MARKERS, fallback_markers=None, min_votes=10_000, min_counts=1)
+    jg.tl.pseudolabels(cells, markers=MARKERS, fallback_markers=None, min_votes=10_000, min_counts=1, resolution=1.0)
     assert set(cells["table"].obs["cell_type"]) == {"Unknown"}
 
 
@@ -92,6 +95,11 @@ def test_shipped_and_file_marker_tables(tmp_path):
     canonical = jg.tl.canonical_markers("mouse")
     assert "Ptprc" in set(canonical["gene"]) and canonical["source"].ne("").all()
     assert "MKI67" in jg.tl.cancer_genes()
+    assert "Mki67" in jg.tl.cancer_genes(species="mouse") and "CEACAM6" not in jg.tl.cancer_genes(species="mouse")
+    assert set(jg.tl.cancer_genes(programs=["hypoxia"])) < set(jg.tl.cancer_genes())
+    assert jg.tl.cancer_gene_sets()["source"].ne("").all()
+    with pytest.raises(ValueError, match="Unknown programmes"):
+        jg.tl.cancer_genes(programs=["astrology"])
     panglao = tmp_path / "PanglaoDB_markers.tsv"
     pd.DataFrame({
         "species": ["Mm Hs", "Hs", "Mm"], "official gene symbol": ["CD3E", "LUM", "ALB"],
@@ -136,3 +144,94 @@ def test_bad_inputs(cells):
         jg.tl.pseudolabels(cells, markers=MARKERS, min_counts=10**9)
     with pytest.raises(ValueError, match="coarse classes"):
         jg.tl.pseudolabels(cells, markers=pd.DataFrame({"cell_type": ["x"], "gene": ["A"], "coarse_class": ["Alien"]}))
+
+
+#: Lineages of a synthetic breast tumour, in the shipped canonical markers' genes.
+LINEAGES = {
+    "luminal": ["EPCAM", "KRT8", "KRT18", "KRT19", "CDH1", "ELF3", "CLDN4"],
+    "basal": ["KRT5", "KRT14", "KRT17", "TP63", "EPCAM"],
+    "T": ["PTPRC", "CD3E", "CD3D", "CD2", "TRAC"],
+    "fibro": ["LUM", "DCN", "COL1A1", "COL1A2", "PDGFRA"],
+    "endo": ["PECAM1", "VWF", "CD93", "CLDN5"],
+}
+#: What normal luminal cells also express (cancer-set genes at their normal level) and the tumour
+#: programme planted on top of the luminal lineage (HER2 amplicon, proliferation, lipogenesis, hypoxia).
+NORMAL_LUMINAL_EXTRAS = {"ERBB2": 1.5, "CCND1": 1.5, "MUC1": 2.0, "TACSTD2": 1.5}
+TUMOUR_PROGRAMME = {"ERBB2": 12, "GRB7": 6, "CCND1": 5, "MKI67": 3, "TOP2A": 3, "CENPF": 3, "BIRC5": 2,
+                    "FASN": 6, "SCD": 8, "CA9": 2, "VEGFA": 2}  # fmt: skip
+TYPES = {
+    "normal luminal": ("luminal", NORMAL_LUMINAL_EXTRAS),
+    "tumour": ("luminal", {**NORMAL_LUMINAL_EXTRAS, **TUMOUR_PROGRAMME}),
+    "myoepithelial": ("basal", {}),
+    "T cell": ("T", {}),
+    "fibroblast": ("fibro", {}),
+    "endothelial": ("endo", {}),
+}
+
+
+def _tumour_table(*, n_per_type: int = 150, seed: int = 0, mouse: bool = False) -> tuple[SpatialData, np.ndarray]:
+    """Counts of six cell types over a 180-gene panel: lineage markers, 30 cancer-set genes (most
+    silent, as in a real panel), 120 filler genes; every gene at an ambient rate of 0.2."""
+    rng = np.random.default_rng(seed)
+    cancer_in_panel = sorted(set(TUMOUR_PROGRAMME) | set(NORMAL_LUMINAL_EXTRAS)
+                             | set(jg.tl.cancer_genes(programs=["invasion_emt"])[:15]))  # fmt: skip
+    genes = sorted({g for v in LINEAGES.values() for g in v} | set(cancer_in_panel)) + [
+        f"FILLER{i}" for i in range(120)
+    ]
+    index = {g: i for i, g in enumerate(genes)}
+    rows, truth = [], []
+    for name, (lineage, extras) in TYPES.items():
+        rate = np.full(len(genes), 0.2)
+        rate[[index[g] for g in LINEAGES[lineage]]] = 5.0
+        for gene, value in extras.items():
+            rate[index[gene]] = value
+        size = rng.lognormal(0, 0.3, (n_per_type, 1))  # cells of different total counts
+        rows.append(rng.poisson(rate * size))
+        truth += [name] * n_per_type
+    if mouse:
+        genes = [g if g.startswith("FILLER") else g[:1] + g[1:].lower() for g in genes]
+    table = ad.AnnData(np.vstack(rows).astype(np.float32), var=pd.DataFrame(index=genes))
+    table.layers["counts"] = table.X.copy()
+    return SpatialData(tables={"table": table}), np.array(truth)
+
+
+@pytest.mark.parametrize("mouse", [False, True])
+def test_a_planted_tumour_programme_is_neoplastic_normal_epithelium_is_not(mouse):
+    sdata, truth = _tumour_table(mouse=mouse)
+    jg.tl.pseudolabels(sdata, markers="canonical", species="mouse" if mouse else "human")  # defaults: resolution 4
+    labels = sdata["table"].obs["cell_type"].astype(str).to_numpy()
+    assert (labels[truth == "tumour"] == "Neoplastic").mean() >= 0.95
+    for normal in ("normal luminal", "myoepithelial"):
+        assert (labels[truth == normal] == "Epithelial").mean() >= 0.95, normal
+    expected = {"T cell": "Inflammatory", "fibroblast": "Connective", "endothelial": "Endothelial"}
+    for name, klass in expected.items():
+        assert (labels[truth == name] == klass).mean() >= 0.95, name
+    info = sdata["table"].uns["jointseg"]["pseudolabels"]["clusters"].values()
+    for cluster in info:  # q only where tested (Epithelial clusters), and below the FDR exactly when Neoplastic
+        tested = cluster["label"] in ("Epithelial", "Neoplastic")
+        assert np.isnan(cluster["cancer_q"]) != tested
+        assert not tested or (cluster["cancer_q"] < 0.05) == (cluster["label"] == "Neoplastic")
+
+
+def test_a_user_gene_set_from_a_gmt_file_and_a_panel_without_cancer_genes(tmp_path, caplog):
+    sdata, truth = _tumour_table(n_per_type=80)
+    gmt = tmp_path / "tumour.gmt"
+    gmt.write_text("HER2_AMPLICON\tmy notes\tERBB2\tGRB7\nPROLIFERATION\tnone\tMKI67\tTOP2A\tCENPF\n")
+    assert jg.tl.gene_set(gmt) == {"ERBB2", "GRB7", "MKI67", "TOP2A", "CENPF"}
+    jg.tl.pseudolabels(sdata, markers="canonical", cancer=gmt, resolution=1.0)
+    labels = sdata["table"].obs["cell_type"].astype(str).to_numpy()
+    assert (labels[truth == "tumour"] == "Neoplastic").mean() >= 0.95
+    assert sdata["table"].uns["jointseg"]["pseudolabels"]["n_cancer_genes_in_panel"] == 5
+    with caplog.at_level("WARNING", logger="jointseg"):
+        jg.tl.pseudolabels(sdata, markers="canonical", cancer=["NOT_IN_PANEL"], resolution=1.0)
+    assert "no cluster can become Neoplastic" in caplog.text
+    assert "Neoplastic" not in set(sdata["table"].obs["cell_type"])
+
+
+def test_cancer_enrichment_accounts_for_the_panel():
+    cancer = {f"C{i}" for i in range(10)}
+    top = ["C0", "C1", "C2", "X0", "X1"]
+    small_panel = cancer | {f"X{i}" for i in range(10)}  # half the panel is cancer genes: 3 of 5 is expected
+    large_panel = cancer | {f"X{i}" for i in range(990)}
+    assert jg.tl.cancer_enrichment(top, cancer, small_panel) > 0.4
+    assert jg.tl.cancer_enrichment(top, cancer, large_panel) < 1e-4

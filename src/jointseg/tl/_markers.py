@@ -75,10 +75,91 @@ def canonical_markers(species: str = "human") -> pd.DataFrame:
     return table[["cell_type", "coarse_class", "gene", "source"]].reset_index(drop=True)
 
 
-def cancer_genes() -> list[str]:
-    """The shipped cancer gene set used by the neoplastic refinement (sources in the file's header)."""
-    text = (files("jointseg.datasets") / "data" / "cancer_genes.txt").read_text()
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+def cancer_gene_sets(species: str = "human") -> pd.DataFrame:
+    """The shipped neoplastic gene sets (columns ``program``, ``tissue``, ``gene``, ``source``).
+
+    Cancer-cell programmes written for jointseg from the literature, one source per row (full
+    references in ``jointseg/datasets/data/ATTRIBUTION.md``): proliferation (Tirosh 2016 S and G2/M
+    genes), hypoxia (Buffa 2010 metagene, HIF targets), invasion/EMT (EMT transcription factors,
+    Puram 2017 partial EMT), oncogenes activated by amplification or overexpression (COSMIC Cancer
+    Gene Census), cancer/testis antigens, and tissue-specific tumour markers (``tissue`` names the
+    organs: breast amplicons 17q12, 11q13 and 8p11, lipogenesis, prostate, liver, colorectal/lung).
+    Lineage genes that normal epithelium expresses as much as tumour (ESR1, GATA3, FOXA1, KRT8...)
+    are left out on purpose: the sets must separate tumour from normal epithelium.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"`` symbols; genes without a one-to-one mouse orthologue are dropped
+        for mouse.
+
+    Examples
+    --------
+    >>> sets = cancer_gene_sets()
+    >>> sorted(sets["program"].unique())[:3]
+    ['amplicon_11q13', 'amplicon_17q12', 'amplicon_8p11']
+    >>> "Mki67" in set(cancer_gene_sets("mouse")["gene"])
+    True
+
+    """
+    if species not in ("human", "mouse"):
+        raise ValueError(f"species must be 'human' or 'mouse', got {species!r}.")
+    with (files("jointseg.datasets") / "data" / "neoplastic_gene_sets.csv").open("rb") as fh:
+        table = pd.read_csv(fh, keep_default_na=False)
+    table = table[table[species] != ""].rename(columns={species: "gene"})
+    return table[["program", "tissue", "gene", "source"]].reset_index(drop=True)
+
+
+def cancer_genes(*, species: str = "human", programs: list[str] | None = None) -> list[str]:
+    """Genes of the shipped neoplastic gene sets (:func:`cancer_gene_sets`), sorted.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+    programs
+        Keep only these programmes (``None``: all of them).
+
+    Examples
+    --------
+    >>> "MKI67" in cancer_genes(programs=["proliferation"])
+    True
+
+    """
+    table = cancer_gene_sets(species)
+    if programs is not None:
+        unknown = set(programs) - set(table["program"])
+        if unknown:
+            raise ValueError(f"Unknown programmes {sorted(unknown)}; shipped: {sorted(table['program'].unique())}.")
+        table = table[table["program"].isin(programs)]
+    return sorted(set(table["gene"]))
+
+
+def gene_set(genes: str | os.PathLike | dict | list | set | None, *, species: str = "human") -> set[str]:
+    """A gene set from what a user passes: ``None`` (the shipped :func:`cancer_genes`), a list or
+    set of symbols, a dict ``{programme: [genes]}`` (their union), or the path of a GMT file
+    (MSigDB: name, description, genes, tab-separated) or a text file with one gene per line (``#``
+    starts a comment).
+
+    Examples
+    --------
+    >>> sorted(gene_set({"proliferation": ["MKI67", "TOP2A"], "hypoxia": ["CA9"]}))
+    ['CA9', 'MKI67', 'TOP2A']
+
+    """
+    if genes is None:
+        return set(cancer_genes(species=species))
+    if isinstance(genes, dict):
+        return {str(g) for members in genes.values() for g in members}
+    if isinstance(genes, str | os.PathLike):
+        path = Path(genes)
+        if not path.exists():
+            raise FileNotFoundError(f"No gene-set file {os.fspath(path)!r}; pass a list, a dict, or a GMT/text file.")
+        lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        if path.suffix.lower() == ".gmt":
+            return {g.strip() for line in lines for g in line.split("\t")[2:] if g.strip()}
+        return {line.strip() for line in lines}
+    return {str(g) for g in genes}
 
 
 def _read_marker_file(path: Path, species: str) -> pd.DataFrame:

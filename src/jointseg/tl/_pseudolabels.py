@@ -1,5 +1,5 @@
 """Cell-type pseudolabels from the transcriptome (Hirose/Nishimura): Leiden clusters, Wilcoxon DEGs,
-rank-weighted marker votes for coarse classes, and a neoplastic refinement.
+rank-weighted marker votes for coarse classes, and a neoplastic refinement by gene-set enrichment.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+from scipy.stats import false_discovery_control, hypergeom
 from spatialdata import SpatialData
 
 from jointseg._core.constants import TABLE_KEY, UNS_KEY
 from jointseg._core.tables import raw_counts
 from jointseg.tl._leiden import leiden_clusters
-from jointseg.tl._markers import COARSE_CLASSES, cancer_genes, marker_table
+from jointseg.tl._markers import COARSE_CLASSES, gene_set, marker_table
 
 logger = logging.getLogger("jointseg")
 
@@ -56,6 +57,25 @@ def vote_margin(votes: pd.Series) -> float:
     return float((top[0] - (top[1] if len(top) > 1 else 0.0)) / total)
 
 
+def cancer_enrichment(top_genes: list[str], cancer: set[str], panel: set[str]) -> float:
+    """One-sided hypergeometric p-value that ``top_genes`` hold more genes of ``cancer`` than as many
+    genes drawn at random from ``panel`` would: the paper's overlap rule, made aware of how many
+    cancer genes the panel holds (a cancer panel holds many; a random draw already overlaps it).
+
+    Examples
+    --------
+    >>> panel = {f"G{i}" for i in range(100)}
+    >>> cancer = {f"G{i}" for i in range(10)}
+    >>> round(cancer_enrichment(["G0", "G1", "G2", "G3", "G50"], cancer, panel), 5)
+    0.00025
+    >>> cancer_enrichment(["G50", "G51"], cancer, panel)
+    1.0
+
+    """
+    hits = len(set(top_genes) & cancer & panel)
+    return float(hypergeom.sf(hits - 1, len(panel), len(cancer & panel), len(top_genes))) if hits else 1.0
+
+
 def _label_cluster(top, db, fallback, min_votes, min_margin) -> tuple[str, dict, str, float]:
     votes = marker_votes(top, db)
     source = "markers"
@@ -69,6 +89,32 @@ def _label_cluster(top, db, fallback, min_votes, min_margin) -> tuple[str, dict,
     return str(votes.idxmax()), votes.to_dict(), source, margin
 
 
+def _check_cancer_power(cancer: set[str], panel: set[str], n_top: int, fdr: float) -> None:
+    """Say at run time when the panel cannot show a tumour programme."""
+    best = cancer_enrichment(sorted(cancer)[:n_top], cancer, panel) if cancer else 1.0
+    if best >= fdr:
+        logger.warning(
+            "The panel holds %d genes of the cancer gene set: even %d of %d top DEGs in it would not reach the "
+            "false discovery rate %.3g, so no cluster can become Neoplastic. Pass cancer= with genes of this panel.",
+            len(cancer),
+            min(len(cancer), n_top),
+            n_top,
+            fdr,
+        )
+
+
+def _neoplastic_refinement(per_cluster: dict[str, dict], fdr: float) -> None:
+    """Epithelial clusters whose enrichment q-value (Benjamini-Hochberg) is below ``fdr`` -> Neoplastic."""
+    epithelial = [name for name, info in per_cluster.items() if info["label"] == "Epithelial"]
+    if not epithelial:
+        return
+    q = false_discovery_control([per_cluster[name]["cancer_p"] for name in epithelial], method="bh")
+    for name, value in zip(epithelial, q, strict=True):
+        per_cluster[name]["cancer_q"] = float(value)
+        if value < fdr:
+            per_cluster[name]["label"] = "Neoplastic"
+
+
 def pseudolabels(
     sdata: SpatialData,
     *,
@@ -77,13 +123,13 @@ def pseudolabels(
     fallback_markers: str | dict | pd.DataFrame | os.PathLike | None = "canonical",
     species: str = "human",
     layer: str | None = "counts",
-    resolution: float = 1.0,
+    resolution: float = 4.0,
     n_top: int = 10,
     min_votes: float = 5,
     min_margin: float = 0.1,
-    cancer: list[str] | None = None,
+    cancer: list[str] | dict | os.PathLike | None = None,
     n_cancer_top: int = 20,
-    cancer_threshold: float = 0.25,
+    cancer_fdr: float = 0.05,
     min_counts: int = 10,
     seed: int = 0,
     key_added: str = "cell_type",
@@ -94,14 +140,19 @@ def pseudolabels(
     Following Hirose/Nishimura: normalise to the median total, log1p, PCA, kNN graph and Leiden
     clusters (scanpy); per cluster, Wilcoxon rank-sum DEGs (one cluster vs the rest); the top
     ``n_top`` DEGs vote through the marker table for coarse classes, the ``l``-th gene with weight
-    ``n_top - l``; the cluster takes the class with most votes. When the vote total is below
+    ``n_top - l``; the cluster takes the class with most votes. Genes of the ``cancer`` set that
+    the marker tables do not list skip the voting ranks: a tumour programme says nothing about the
+    lineage, and a tumour cluster's DEGs are often led by it. When the vote total is below
     ``min_votes``, the organ-agnostic ``fallback_markers`` vote instead; with still too little
     evidence, the cluster is ``Unknown``; so is a cluster whose winning class leads the runner-up
     by less than ``min_margin`` of all its votes (:func:`vote_margin`: mixed or ambiguous
-    evidence is not forced into a class). Epithelial clusters whose top ``n_cancer_top`` DEGs
-    overlap the ``cancer`` gene set by more than ``cancer_threshold`` (fraction of those DEGs)
-    become ``Neoplastic``. Cells with fewer than ``min_counts`` transcripts are ``Unknown`` and not
-    clustered.
+    evidence is not forced into a class). An Epithelial cluster becomes ``Neoplastic`` when its top
+    ``n_cancer_top`` DEGs are enriched for the ``cancer`` gene set beyond what the panel predicts:
+    one-sided hypergeometric test against as many genes drawn from the panel
+    (:func:`cancer_enrichment`), Benjamini-Hochberg over the Epithelial clusters, q <
+    ``cancer_fdr``. The paper's rule (overlap fraction > 0.25) ignores that a cancer panel holds
+    many cancer genes and is decided by ties on small panels (0.25 is 5 of 20 genes). Cells with
+    fewer than ``min_counts`` transcripts are ``Unknown`` and not clustered.
 
     Parameters
     ----------
@@ -115,14 +166,20 @@ def pseudolabels(
         dict, a DataFrame, or a PanglaoDB / CellMarker file); ``fallback_markers=None`` disables
         the fallback.
     resolution
-        Leiden resolution (the paper: 4.0 on whole sections; lower for small crops).
+        Leiden resolution (the paper's 4.0: fine clusters, so that a tumour subclone or a
+        proliferating nest is not averaged into normal epithelium).
     n_top, min_votes
         DEGs that vote, and the vote total below which the fallback, then Unknown, applies.
     min_margin
         Smallest lead of the winning class over the runner-up, as a fraction of all votes, for a
         cluster to take a class; below it the cluster is ``Unknown`` (vote source ``"ambiguous"``).
-    cancer, n_cancer_top, cancer_threshold
-        Neoplastic refinement (default gene set: :func:`jointseg.tl.cancer_genes`).
+    cancer
+        The neoplastic gene set (:func:`jointseg.tl.gene_set`: ``None`` for the shipped programmes
+        of :func:`jointseg.tl.cancer_gene_sets` in ``species`` symbols, a list, a dict of
+        programmes, or a GMT / text file); ``[]`` disables the refinement.
+    n_cancer_top, cancer_fdr
+        DEGs tested for enrichment, and the false discovery rate below which an Epithelial cluster
+        is Neoplastic.
     min_counts
         Cells below this many transcripts stay Unknown.
     seed
@@ -136,7 +193,10 @@ def pseudolabels(
     order of :data:`jointseg.tl.COARSE_CLASSES`) and
     ``obs[cluster_key]``, ``obs[f"{key_added}_margin"]`` (the vote margin of the cell's cluster; NaN
     for cells not clustered), and ``uns["jointseg"]["pseudolabels"]`` with the parameters and, per
-    cluster, its label, votes, vote margin, vote source, top DEGs and cancer overlap.
+    cluster, its label, votes, vote margin, vote source, top DEGs, the genes that voted, the cancer
+    genes among the top ``n_cancer_top`` DEGs
+    (``cancer_hits``), the overlap fraction, and the enrichment p- and q-values (q is NaN for
+    clusters that are not Epithelial).
 
     Examples
     --------
@@ -144,7 +204,7 @@ def pseudolabels(
     >>> sdata = jg.datasets.synthetic(shape=(256, 256), n_cells=25)
     >>> jg.tl.aggregate(sdata, labels_key="true_cells", points_key="transcripts")
     >>> jg.tl.pseudolabels(sdata, markers={"T cells": ["T0_0", "T0_1"], "Fibroblasts": ["T1_0", "T1_1"]},
-    ...                    fallback_markers=None, min_votes=1, min_counts=1)
+    ...                    fallback_markers=None, min_votes=1, min_counts=1, resolution=1.0)
     >>> sdata["table"].obs["cell_type"].dtype.name
     'category'
 
@@ -155,7 +215,9 @@ def pseudolabels(
     counts = raw_counts(table, layer, table_key=table_key)
     db = marker_table(markers, species=species)
     fallback = marker_table(fallback_markers, species=species) if fallback_markers is not None else None
-    cancer_set = set(cancer_genes() if cancer is None else cancer)
+    panel = set(table.var_names.astype(str))
+    cancer_set = gene_set(cancer, species=species) & panel
+    _check_cancer_power(cancer_set, panel, n_cancer_top, cancer_fdr)
     totals = np.asarray(counts.sum(axis=1)).ravel()
     keep = totals >= min_counts
     if keep.sum() < 3:
@@ -163,23 +225,35 @@ def pseudolabels(
     work = ad.AnnData(counts[keep].astype(np.float32), var=pd.DataFrame(index=table.var_names.astype(str)))
     leiden_clusters(work, max_comps=50, resolution=resolution, seed=seed)
     clusters = work.obs["leiden"]
-    if clusters.nunique() > 1:
-        sc.tl.rank_genes_groups(work, "leiden", method="wilcoxon", n_genes=max(n_top, n_cancer_top))
+    sizes = clusters.value_counts()
+    testable = [str(c) for c in clusters.cat.categories if sizes[c] >= 2]  # Wilcoxon needs two cells
+    if len(testable) < len(sizes):
+        logger.info("Pseudolabels: %d one-cell clusters have no DEGs and stay Unknown.", len(sizes) - len(testable))
+    names = pd.DataFrame()
+    if len(testable) > 1 and clusters.nunique() > 1:
+        sc.tl.rank_genes_groups(
+            work, "leiden", groups=testable, reference="rest", method="wilcoxon", n_genes=n_top + n_cancer_top
+        )
         names = pd.DataFrame(work.uns["rank_genes_groups"]["names"])
-    else:
-        names = pd.DataFrame({clusters.cat.categories[0]: []})
-    per_cluster, label_of = {}, {}
+    lineage_genes = set(db["gene"]) | (set(fallback["gene"]) if fallback is not None else set())
+    per_cluster = {}
     for cluster in clusters.cat.categories:
         ranked = [str(g) for g in names[cluster].tolist()] if cluster in names else []
-        label, votes, source, margin = _label_cluster(ranked[:n_top], db, fallback, min_votes, min_margin)
-        overlap = len(set(ranked[:n_cancer_top]) & cancer_set) / max(len(ranked[:n_cancer_top]), 1)
-        if label == "Epithelial" and overlap > cancer_threshold:
-            label = "Neoplastic"
-        label_of[cluster] = label
+        # a tumour programme (proliferation, hypoxia, an amplicon) says nothing about the lineage: its
+        # genes do not take the voting ranks unless the marker table lists them
+        voters = [g for g in ranked if g in lineage_genes or g not in cancer_set][:n_top]
+        label, votes, source, margin = _label_cluster(voters, db, fallback, min_votes, min_margin)
+        top_cancer = ranked[:n_cancer_top]
+        hits = [g for g in top_cancer if g in cancer_set]
         per_cluster[str(cluster)] = {
             "label": label, "votes": {k: float(v) for k, v in votes.items()}, "margin": margin, "vote_source": source,
-            "top_genes": ranked[:n_top], "cancer_overlap": overlap, "n_cells": int((clusters == cluster).sum()),
+            "top_genes": ranked[:n_top], "voting_genes": voters,
+            "cancer_hits": hits, "cancer_overlap": len(hits) / max(len(top_cancer), 1),
+            "cancer_p": cancer_enrichment(top_cancer, cancer_set, panel), "cancer_q": float("nan"),
+            "n_cells": int((clusters == cluster).sum()),
         }  # fmt: skip
+    _neoplastic_refinement(per_cluster, cancer_fdr)
+    label_of = {c: per_cluster[str(c)]["label"] for c in clusters.cat.categories}
     labels = np.full(table.n_obs, "Unknown", dtype=object)
     labels[keep] = clusters.map(label_of).astype(str).to_numpy()
     present = [c for c in COARSE_CLASSES if c in set(labels)]  # squidpy: no empty categories
@@ -193,7 +267,8 @@ def pseudolabels(
     table.uns.setdefault(UNS_KEY, {})["pseudolabels"] = {
         "markers": markers if isinstance(markers, str) else type(markers).__name__,
         "resolution": resolution, "n_top": n_top, "min_votes": min_votes, "min_margin": min_margin,
-        "n_cancer_top": n_cancer_top, "cancer_threshold": cancer_threshold, "min_counts": min_counts, "seed": seed,
+        "n_cancer_top": n_cancer_top, "cancer_fdr": cancer_fdr, "n_cancer_genes_in_panel": len(cancer_set),
+        "min_counts": min_counts, "seed": seed,
         "clusters": per_cluster,
     }  # fmt: skip
     logger.info("Pseudolabels: %d clusters -> %s", len(per_cluster), table.obs[key_added].value_counts().to_dict())
