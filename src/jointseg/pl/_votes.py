@@ -17,8 +17,10 @@ def cluster_votes(sdata: SpatialData, *, table_key: str = TABLE_KEY, ax: Axes | 
     as shares of the cluster's votes, after :func:`jointseg.tl.pseudolabels`.
 
     Each row is labelled with the cluster, its cells, the class it took (``Unknown`` when the votes
-    were too few or too close) and its vote margin; the winning cell of a row is outlined. Use it to
-    see which labels the evidence supports clearly and which it barely decides.
+    were too few or too close) and its vote margin; the winning cell of a row is outlined. A
+    Neoplastic cluster won the Epithelial vote (outlined, dashed) and passed the cancer-programme
+    enrichment: its row also gives the enrichment q-value. Use it to see which labels the evidence
+    supports clearly and which it barely decides.
 
     Parameters
     ----------
@@ -57,12 +59,18 @@ def cluster_votes(sdata: SpatialData, *, table_key: str = TABLE_KEY, ax: Axes | 
         _, ax = plt.subplots(figsize=(1.1 * len(classes) + 4, 0.4 * len(clusters) + 1.5))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for i, (_, v) in enumerate(clusters):
-        if v["label"] in classes:
-            j = classes.index(v["label"])
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="crimson", linewidth=2))
+        won = "Epithelial" if v["label"] == "Neoplastic" else v["label"]
+        if won in classes:
+            style = "--" if v["label"] == "Neoplastic" else "-"
+            ax.add_patch(
+                plt.Rectangle(
+                    (classes.index(won) - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="crimson", linewidth=2, ls=style
+                )
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     rows = [
         f"{name} ({v['n_cells']} cells): {v['label']}, margin {vote_margin(pd.Series(v['votes'], dtype=float)):.2f}"
+        + (f", cancer q {v['cancer_q']:.2g}" if v["label"] == "Neoplastic" else "")
         for name, v in clusters
     ]
     ax.set_yticks(range(len(clusters)), rows)
