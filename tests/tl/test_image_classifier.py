@@ -57,6 +57,18 @@ def test_detects_nuclei_on_a_held_out_region(trained):
     assert (frame["x"] >= 192).all() and frame["probability"].between(0, 1).all()
 
 
+def test_rare_classes_weigh_more(trained):
+    sdata, model = trained
+    weights = model.training_log["class_weights"]
+    region = sdata["nuclei"].values[:, :192]
+    obs = sdata["table"].obs.set_index("nucleus_id")["cell_type"].astype(str)
+    pixels = {c: int(np.isin(region, obs.index[obs == c]).sum()) for c in ("A", "B")}
+    rare, common = sorted(pixels, key=pixels.get)
+    assert weights[rare] >= weights[common] > 0
+    assert weights["background"] < weights[common]  # background pixels are the most frequent
+    np.testing.assert_allclose(weights[rare] / weights[common], pixels[common] / pixels[rare], rtol=1e-6)
+
+
 def test_save_load_gives_the_same_predictions(trained, tmp_path):
     _, model = trained
     model.save(tmp_path / "m.pt")

@@ -2,7 +2,12 @@
 
 from jointseg.tl._aggregate import aggregate
 from jointseg.tl._gene_scores import gene_scores, spatial_entropy
-from jointseg.tl._image_classifier import ImageClassifierModel, predict_image_classes, train_image_classifier
+from jointseg.tl._image_classifier import (
+    ImageClassifierModel,
+    class_weights,
+    predict_image_classes,
+    train_image_classifier,
+)
 from jointseg.tl._markers import (
     COARSE_CLASSES,
     cancer_gene_sets,
@@ -22,6 +27,7 @@ __all__ = [
     "cancer_gene_sets",
     "cancer_genes",
     "canonical_markers",
+    "class_weights",
     "coarse_class",
     "gene_scores",
     "gene_set",

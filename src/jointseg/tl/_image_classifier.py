@@ -100,12 +100,27 @@ def hover_maps(nuclei: np.ndarray) -> np.ndarray:
 
 
 def nuclei_from_maps(
-    probability: np.ndarray, hv: np.ndarray, *, min_area: int, edge_threshold: float = 0.5
+    probability: np.ndarray,
+    hv: np.ndarray,
+    *,
+    min_area: int,
+    edge_threshold: float = 0.5,
+    centre_radius: float = 0.5,
 ) -> np.ndarray:
     """HoVer-Net post-processing: nucleus mask ``probability > 0.5``, split where the h/v maps change
     sharply (their Sobel gradients, scaled to [0, 1], above ``edge_threshold``), by a marker
     watershed; objects below ``min_area`` are dropped and the rest numbered ``1..n``. Inside a
-    nucleus of radius ``r`` px the scaled gradient is about ``2.4 / r`` (0.4 at ``r = 6``).
+    nucleus of radius ``r`` px the scaled gradient is about ``2.4 / r`` (0.4 at ``r = 6``), so in
+    large nuclei the edges between touching ones are weak: markers are further kept to the central
+    part of each nucleus, where the predicted offset to its centre ``hypot(h, v)`` is below
+    ``centre_radius`` (offsets are scaled by each nucleus's extent, so this holds at any size).
+
+    Examples
+    --------
+    >>> nuc = np.zeros((16, 30), int); nuc[2:14, 2:14] = 1; nuc[2:14, 14:26] = 2  # two touching nuclei
+    >>> int(nuclei_from_maps((nuc > 0).astype(float), hover_maps(nuc), min_area=10).max())
+    2
+
     """
     mask = probability > 0.5
     sobel = []
@@ -113,7 +128,7 @@ def nuclei_from_maps(
         g = np.abs(ndi.sobel(m, axis=axis))
         sobel.append((g - g.min()) / max(g.max() - g.min(), 1e-6))
     edge = np.maximum(*sobel) * mask
-    markers, _ = ndi.label(mask & (edge < edge_threshold))
+    markers, _ = ndi.label(mask & (edge < edge_threshold) & (np.hypot(hv[0], hv[1]) < centre_radius))
     sizes = np.bincount(markers.ravel())
     markers[sizes[markers] < max(min_area // 4, 1)] = 0
     cells = watershed(edge, markers, mask=mask)
@@ -129,11 +144,29 @@ def _targets(nuclei: np.ndarray, class_of: np.ndarray) -> np.ndarray:
     return np.concatenate([fg[None], hover_maps(nuclei), cls[None]])
 
 
-def _loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def class_weights(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Median-frequency balancing (Eigen & Fergus 2015): class ``c`` weighs ``median(f) / f_c``, with
+    ``f`` the pixel frequencies of the classes present (ignored pixels, ``-1``, left out); absent
+    classes weigh 0.
+
+    Examples
+    --------
+    >>> class_weights(np.array([0, 0, 0, 0, 1, 1, 2, -1]), 4).tolist()
+    [0.5, 1.0, 2.0, 0.0]
+
+    """
+    counts = np.bincount(classes[classes >= 0].astype(np.int64), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = np.median(counts[present]) / counts[present]
+    return weights
+
+
+def _loss(out: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     fg = target[:, 0]
     bce = F.binary_cross_entropy_with_logits(out[:, 0], fg)
     mse = (((out[:, 1:3] - target[:, 1:3]) ** 2).sum(1) * fg).sum() / fg.sum().clamp(min=1)
-    ce = F.cross_entropy(out[:, 3:], target[:, 3].long(), ignore_index=IGNORE)
+    ce = F.cross_entropy(out[:, 3:], target[:, 3].long(), weight=weights, ignore_index=IGNORE)
     return bce + mse + (ce if torch.isfinite(ce) else 0.0)
 
 
@@ -159,9 +192,10 @@ def train_image_classifier(
     Each nucleus takes the class of the cell it belongs to (the table's ``nucleus_id`` link, from a
     segmentation with nuclei); ``Unknown`` cells' nuclei are ignored by the class loss but still
     teach nucleus detection. Loss: BCE on the nucleus probability, MSE of the h/v maps on nuclei,
-    cross-entropy on the class map; AdamW, one-cycle schedule, random crops with rotations and
-    flips, inside ``region`` (``(y0, y1, x0, x1)`` pixels; default the whole image), so another
-    region can be held out.
+    cross-entropy on the class map with median-frequency class weights (:func:`class_weights`: rare
+    classes count as much as common ones); AdamW,
+    one-cycle schedule, random crops with rotations and flips, inside ``region`` (``(y0, y1, x0,
+    x1)`` pixels; default the whole image), so another region can be held out.
 
     Returns
     -------
@@ -200,6 +234,7 @@ def train_image_classifier(
     linked = table.obs["nucleus_id"].to_numpy() > 0
     class_of[table.obs["nucleus_id"].to_numpy()[linked]] = [code.get(t, IGNORE) for t in types[linked]]
     targets = torch.from_numpy(_targets(nuclei, class_of))
+    weights = torch.from_numpy(class_weights(targets[3].numpy().ravel(), len(classes))).float().to(device)
     image = torch.from_numpy(stain)[None]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -217,11 +252,12 @@ def train_image_classifier(
                 ti[1], ti[2] = ti[2].clone(), -ti[1]
             xs.append(xi)
             ts.append(ti)
-        return _loss(network(torch.stack(xs).to(device)), torch.stack(ts).to(device))
+        return _loss(network(torch.stack(xs).to(device)), torch.stack(ts).to(device), weights)
 
     losses = fit(network, step_loss, steps=steps, lr=lr, weight_decay=1e-5, device=device, desc="image classifier",
                  progress=progress).losses  # fmt: skip
-    log = {"losses": losses, "region": [y0, y1, x0, x1], "steps": steps, "crop": crop, "seed": seed}
+    log = {"losses": losses, "region": [y0, y1, x0, x1], "steps": steps, "crop": crop, "seed": seed,
+           "class_weights": dict(zip(classes, weights.tolist(), strict=True))}  # fmt: skip
     return ImageClassifierModel(network=network, classes=classes, lo=lo, hi=hi, training_log=log, device=device)
 
 
