@@ -1,8 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import jointseg as jg
+from jointseg._core.units import pixel_size_um
 from jointseg.tl._image_classifier import ImageClassifierModel, hover_maps, nuclei_from_maps
 
 
@@ -82,3 +86,55 @@ def test_needs_cell_types_linked_to_nuclei(trained):
     sdata, _ = trained
     with pytest.raises(KeyError, match="pseudolabels"):
         jg.tl.train_image_classifier(sdata, key="nope", steps=1, progress=False)
+
+
+def _at_pixel_size(sdata, factor: int):
+    """The slide's stain and nuclei on a grid ``factor`` times coarser, with the matching scale."""
+    from spatialdata import SpatialData
+    from spatialdata.models import Image2DModel, Labels2DModel
+    from spatialdata.transformations import Scale
+
+    px = pixel_size_um(sdata, "morphology")
+    stain = np.asarray(sdata["morphology"].values, np.float32)[:, ::factor, ::factor]
+    nuclei = np.asarray(sdata["nuclei"].values)[::factor, ::factor]
+    scale = {"global": Scale([px * factor, px * factor], axes=("y", "x"))}
+    return SpatialData(
+        images={"morphology": Image2DModel.parse(stain, dims=("c", "y", "x"), transformations=scale)},
+        labels={"nuclei": Labels2DModel.parse(nuclei, dims=("y", "x"), transformations=scale)},
+    )
+
+
+def test_an_image_of_another_pixel_size_is_segmented_at_the_model_scale(trained):
+    sdata, model = trained
+    assert model.pixel_size_um == pytest.approx(0.2125)
+    coarse = _at_pixel_size(sdata, 2)
+    labels, frame = jg.tl.predict_image_classes(coarse, model, window=128, stride=96)
+    truth = coarse["nuclei"].values
+    assert labels.shape == truth.shape
+    assert jg.metrics.instance_scores(labels, truth)["mean_iou"] > 0.5
+    assert frame["x"].max() < truth.shape[1] and len(frame) == len(np.unique(labels[labels > 0]))
+    # without the pixel size the model would see nuclei half as wide as it learnt, and find fewer of them
+    unscaled = dataclasses.replace(model, pixel_size_um=None)
+    blind, _ = jg.tl.predict_image_classes(coarse, unscaled, window=128, stride=96)
+    assert jg.metrics.instance_scores(labels, truth)["mean_iou"] > jg.metrics.instance_scores(blind, truth)["mean_iou"]
+
+
+def test_a_model_file_without_a_pixel_size_still_loads(trained, tmp_path):
+    _, model = trained
+    model.save(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    del blob["pixel_size_um"]  # written before the pixel size was recorded
+    torch.save(blob, tmp_path / "old.pt")
+    assert ImageClassifierModel.load(tmp_path / "old.pt").pixel_size_um is None
+    assert ImageClassifierModel.load(tmp_path / "m.pt").pixel_size_um == pytest.approx(0.2125)
+
+
+def test_a_brighter_microscope_gives_the_same_nuclei(trained):
+    sdata, model = trained
+    same = _at_pixel_size(sdata, 1)
+    bright = _at_pixel_size(sdata, 1)
+    bright["morphology"].data = bright["morphology"].data * 3 + 100
+    labels, _ = jg.tl.predict_image_classes(same, model, window=128, stride=96)
+    again, _ = jg.tl.predict_image_classes(bright, model, window=128, stride=96)
+    assert labels.max() > 0
+    np.testing.assert_array_equal(labels, again)

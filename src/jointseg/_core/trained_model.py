@@ -105,9 +105,10 @@ class TrainedModel:
             )
         settings = {}
         for f in dataclasses.fields(cls):
-            if f.name not in _NOT_SETTINGS:
-                value = blob[f.name]
-                settings[f.name] = value.numpy() if isinstance(value, torch.Tensor) else value
+            if f.name in _NOT_SETTINGS or (f.name not in blob and f.default is not dataclasses.MISSING):
+                continue  # a setting added later, with a default: files written before lack it
+            value = blob[f.name]
+            settings[f.name] = value.numpy() if isinstance(value, torch.Tensor) else value
         network = cls.build_network(cls.CONFIG.from_dict(blob["config"]))
         network.load_state_dict(blob["state_dict"])
         return cls(network=network.eval(), **settings).to(device)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
+from skimage.transform import resize
 from spatialdata import SpatialData
 from torch.nn import functional as F
 
@@ -23,6 +24,7 @@ from jointseg._core.constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.fields import sliding_window_average
 from jointseg._core.trained_model import TrainedModel
 from jointseg._core.training import fit
+from jointseg._core.units import pixel_size_um
 from jointseg._core.utils import image_2d, labels_2d, resolve_key, sampled_percentiles, select_device
 from jointseg.models import ResidualUNet, UNetConfig
 
@@ -41,7 +43,11 @@ class ImageClassifierModel(TrainedModel):
     classes
         Class names (``classes[0]`` is the background).
     lo, hi
-        Stain intensities mapped to 0 and 1.
+        The training stain's 1st and 99th percentiles, mapped to 0 and 1 (prediction maps each
+        image's own percentiles the same way, so a brighter or dimmer microscope does not matter).
+    pixel_size_um
+        Pixel size of the training image in microns (``None``: unknown); images of another pixel
+        size are resampled to it before prediction.
     training_log
         Loss per step and the training settings.
     device
@@ -58,6 +64,7 @@ class ImageClassifierModel(TrainedModel):
     classes: list[str]
     lo: float
     hi: float
+    pixel_size_um: float | None = None
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -256,9 +263,12 @@ def train_image_classifier(
 
     losses = fit(network, step_loss, steps=steps, lr=lr, weight_decay=1e-5, device=device, desc="image classifier",
                  progress=progress).losses  # fmt: skip
+    pixel_size = pixel_size_um(sdata, image_key)
     log = {"losses": losses, "region": [y0, y1, x0, x1], "steps": steps, "crop": crop, "seed": seed,
            "class_weights": dict(zip(classes, weights.tolist(), strict=True))}  # fmt: skip
-    return ImageClassifierModel(network=network, classes=classes, lo=lo, hi=hi, training_log=log, device=device)
+    return ImageClassifierModel(
+        network=network, classes=classes, lo=lo, hi=hi, pixel_size_um=pixel_size, training_log=log, device=device
+    )
 
 
 def predict_image_classes(
@@ -273,6 +283,12 @@ def predict_image_classes(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Find and classify nuclei from the stain alone in ``region`` (default: the whole image).
 
+    When the image's pixel size (:func:`jointseg.pp.set_units`; estimated from the nuclei when no
+    units are known) differs from the training image's by more than 5%, the stain is resampled to
+    the model's pixel size, nuclei are found there (``min_area_px`` counts pixels of the model's
+    size) and their labels are resampled back, so a model trained at 0.2125 um/px segments a
+    0.108 or 0.5 um/px image at the scale it learnt.
+
     Returns the nucleus labels of the region and a table with, per nucleus, its ``class`` (the
     majority class of the type map over it), the mean class probability, and its centroid in
     image pixels.
@@ -281,27 +297,38 @@ def predict_image_classes(
     stain_da = image_2d(sdata, image_key).data
     h, w = (int(s) for s in stain_da.shape)
     y0, y1, x0, x1 = region or (0, h, 0, w)
-    stain = _scaled_stain(stain_da, (y0, y1, x0, x1), model.lo, model.hi)
+    lo, hi = (float(v) for v in sampled_percentiles(stain_da, [1, 99]))  # each image by its own range
+    stain = _scaled_stain(stain_da, (y0, y1, x0, x1), lo, hi)
+    zoom = 1.0 if model.pixel_size_um is None else pixel_size_um(sdata, image_key) / model.pixel_size_um
+    if abs(zoom - 1) > 0.05:
+        size = (max(round(stain.shape[0] * zoom), 1), max(round(stain.shape[1] * zoom), 1))
+        stain = resize(stain, size, order=1, preserve_range=True, anti_aliasing=zoom < 1).astype(np.float32)
     fields = sliding_window_average(stain[None], model.predict, window=window, stride=stride)
     nuclei = nuclei_from_maps(fields[0], fields[1:3], min_area=min_area_px)
     ids = nuclei.ravel()
     inside = ids > 0
-    probs = fields[3:].reshape(len(model.classes), -1)[:, inside]
     n = int(ids.max()) + 1
-    mean = np.stack([np.bincount(ids[inside], weights=p, minlength=n) for p in probs]) / np.maximum(
-        np.bincount(ids[inside], minlength=n), 1
-    )
+    count = np.bincount(ids[inside], minlength=n)
+    mean = np.stack(
+        [
+            np.bincount(ids[inside], weights=p, minlength=n)
+            for p in fields[3:].reshape(len(model.classes), -1)[:, inside]
+        ]
+    ) / np.maximum(count, 1)
+    if nuclei.shape != (y1 - y0, x1 - x0):
+        nuclei = resize(nuclei, (y1 - y0, x1 - x0), order=0, preserve_range=True, anti_aliasing=False).astype(np.int64)
+        ids, inside = nuclei.ravel(), nuclei.ravel() > 0
+        count = np.bincount(ids[inside], minlength=n)
     present = np.unique(ids[inside])
     best = mean[1:, present].argmax(axis=0) + 1  # a nucleus is never background
     yy, xx = np.indices(nuclei.shape)
-    count = np.bincount(ids[inside], minlength=n)[present]
     frame = pd.DataFrame(
         {
             INSTANCE_KEY: present,
             "class": pd.Categorical([model.classes[b] for b in best], categories=model.classes[1:]),
             "probability": mean[best, present],
-            "y": np.bincount(ids[inside], weights=yy.ravel()[inside], minlength=n)[present] / count + y0,
-            "x": np.bincount(ids[inside], weights=xx.ravel()[inside], minlength=n)[present] / count + x0,
+            "y": np.bincount(ids[inside], weights=yy.ravel()[inside], minlength=n)[present] / count[present] + y0,
+            "x": np.bincount(ids[inside], weights=xx.ravel()[inside], minlength=n)[present] / count[present] + x0,
         }
     )
     return nuclei, frame
