@@ -177,6 +177,15 @@ def _loss(out: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> tor
     return bce + mse + (ce if torch.isfinite(ce) else 0.0)
 
 
+def _augment_intensity(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Another microscope's look for a [0, 1] stain patch: gamma in [0.5, 2], contrast in [0.5, 1.5],
+    an offset in [-0.1, 0.1] and Gaussian noise up to 0.1 (as cellpose and StarDist augment).
+    """
+    gamma = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    out = patch.clamp(min=0) ** gamma * rng.uniform(0.5, 1.5) + rng.uniform(-0.1, 0.1)
+    return out + torch.from_numpy(rng.normal(0, rng.uniform(0, 0.1), patch.shape).astype(np.float32))
+
+
 def train_image_classifier(
     sdata: SpatialData,
     *,
@@ -200,9 +209,10 @@ def train_image_classifier(
     segmentation with nuclei); ``Unknown`` cells' nuclei are ignored by the class loss but still
     teach nucleus detection. Loss: BCE on the nucleus probability, MSE of the h/v maps on nuclei,
     cross-entropy on the class map with median-frequency class weights (:func:`class_weights`: rare
-    classes count as much as common ones); AdamW,
-    one-cycle schedule, random crops with rotations and flips, inside ``region`` (``(y0, y1, x0,
-    x1)`` pixels; default the whole image), so another region can be held out.
+    classes count as much as common ones); AdamW, one-cycle schedule, random crops with rotations,
+    flips and random gamma, contrast, offset and noise (so that other microscopes' stains look
+    familiar), inside ``region`` (``(y0, y1, x0, x1)`` pixels; default the whole image), so another
+    region can be held out.
 
     Returns
     -------
@@ -257,7 +267,7 @@ def train_image_classifier(
             for _ in range(k):  # rotating the h/v maps with the image: (h, v) -> (v, -h)
                 xi, ti = torch.rot90(xi, 1, (1, 2)), torch.rot90(ti, 1, (1, 2))
                 ti[1], ti[2] = ti[2].clone(), -ti[1]
-            xs.append(xi)
+            xs.append(_augment_intensity(xi, rng))
             ts.append(ti)
         return _loss(network(torch.stack(xs).to(device)), torch.stack(ts).to(device), weights)
 
