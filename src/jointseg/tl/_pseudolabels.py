@@ -194,9 +194,8 @@ def pseudolabels(
     ``obs[cluster_key]``, ``obs[f"{key_added}_margin"]`` (the vote margin of the cell's cluster; NaN
     for cells not clustered), and ``uns["jointseg"]["pseudolabels"]`` with the parameters and, per
     cluster, its label, votes, vote margin, vote source, top DEGs, the genes that voted, the cancer
-    genes among the top ``n_cancer_top`` DEGs
-    (``cancer_hits``), the overlap fraction, and the enrichment p- and q-values (q is NaN for
-    clusters that are not Epithelial).
+    genes among the top ``n_cancer_top`` DEGs (``cancer_hits``), the overlap fraction, and the
+    enrichment p- and q-values (q is NaN for clusters that are not Epithelial).
 
     Examples
     --------
