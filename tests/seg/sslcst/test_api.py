@@ -42,6 +42,17 @@ def test_outputs_are_linked_and_the_training_log_is_kept(trained):
     assert ids.max() == table.n_obs and (ids > 0).mean() == pytest.approx(table.X.sum() / len(ids), rel=1e-6)
 
 
+def test_adaptive_lattice_gives_the_cells_of_the_full_lattice(trained):
+    sdata, path = trained
+    kwargs = {"model": path, "prior_radius_um": SMALL["prior_radius_um"], "refine": False, "progress": False,
+              "overwrite": True, "copy": True}  # fmt: skip
+    adaptive = jg.seg.sslcst(sdata, **kwargs)
+    full = jg.seg.sslcst(sdata, adaptive=False, **kwargs)
+    assert adaptive["table"].uns["jointseg"]["cell_labels"]["adaptive"] is True
+    same = jg.metrics.instance_scores(adaptive["cell_labels"].values, full["cell_labels"].values)
+    assert same["mean_iou"] > 0.97 and same["f1"] > 0.97
+
+
 def test_bad_options_fail_early_with_clear_errors(synth):
     jg.pp.nuclei(synth, image_key="morphology")
     with pytest.raises(ValueError, match="validation_fraction"):
@@ -49,3 +60,15 @@ def test_bad_options_fail_early_with_clear_errors(synth):
     with pytest.raises(ValueError, match=r"no negative training samples.*negative_distance_um"):
         jg.seg.sslcst(synth, negative_distance_um=500.0, progress=False)
     assert "cell_labels" not in synth.labels
+
+
+def test_packed_tissue_takes_negatives_closer_to_the_nuclei_and_says_so(caplog):
+    packed = jg.datasets.synthetic(regime="epithelium", shape=(300, 300), n_cells=1000, pixel_size=0.5, seed=0)
+    jg.pp.nuclei(packed, image_key="morphology")
+    with caplog.at_level("WARNING", logger="jointseg"):
+        model = jg.seg.train_sslcst(packed, steps=5, config=jg.seg.SSLCSTConfig(dim=16, layers=1), progress=False)
+    used = model.training_log["negative_distance_um"]
+    assert used < 15.0 and f"negatives are taken from {used:.1f} um" in caplog.text
+    with pytest.raises(ValueError, match=r"no negative training samples.*negative_distance_um"):
+        jg.seg.train_sslcst(packed, steps=5, negative_distance_um=15.0, config=jg.seg.SSLCSTConfig(dim=16, layers=1),
+                            progress=False)  # fmt: skip

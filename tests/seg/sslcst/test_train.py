@@ -3,7 +3,7 @@ import pytest
 
 from jointseg.seg.sslcst.postprocess import direction_class
 from jointseg.seg.sslcst.tokens import NucleusCentres
-from jointseg.seg.sslcst.train import augment, balance, erode_labels, select_samples
+from jointseg.seg.sslcst.train import augment, balance, erode_labels, negative_distance, select_samples
 
 
 def test_erosion_keeps_pixels_whose_disc_has_one_label():
@@ -89,3 +89,13 @@ def test_augmentation_turns_positions_and_direction_classes_together():
         np.testing.assert_allclose(turned[:, 0], 0.0, atol=1e-7)  # the centre stays put
     _, masked = augment(position[:2], np.array([-1, 3]), rng)
     assert masked[0] == -1
+
+
+def test_negative_distance_is_lowered_only_where_too_few_bins_lie_that_far():
+    far = np.array([2.0, 4.0, 6.0, 8.0, 20.0, 30.0])
+    assert negative_distance(far, preferred=15.0, floor=3.0, wanted=2) == 15.0  # enough beyond 15
+    chosen = negative_distance(far, preferred=15.0, floor=3.0, wanted=4)
+    assert (far > chosen).sum() == 4 and 4.0 < chosen < 6.0
+    assert negative_distance(far, preferred=15.0, floor=7.0, wanted=5) == 7.0  # never below the floor
+    assert negative_distance(np.zeros(0), preferred=15.0, floor=7.0, wanted=5) == 7.0
+    assert negative_distance(far, preferred=5.0, floor=5.0, wanted=6) == 5.0  # a given distance is kept

@@ -27,8 +27,10 @@ d.params["sslcst_tuned"] = """\
 steps, patience
     Optimiser steps (at most), and evaluations (every 100 steps) without improvement before stopping.
 negative_distance_um
-    Negative samples are empty bins at least this far from every nucleus centroid (lower it for
-    small, packed cells).
+    Negative samples are empty bins at least this far from every nucleus centroid. None: 15 um,
+    or, in tissue too packed to hold as many such bins as there are positives, the distance that
+    does, but not less than a typical cell's reach on this slide (logged as a warning; the
+    distance used is in the training log).
 distance_dropout
     Share of the training samples whose distance features are zeroed (all their tokens), so that
     the foreground is also learnt from the transcripts: the distance to the nearest nucleus alone
@@ -62,7 +64,7 @@ def train_sslcst(
     channel: int | str | None = None,
     steps: int = 600,
     patience: int = 4,
-    negative_distance_um: float = 15.0,
+    negative_distance_um: float | None = None,
     distance_dropout: float = 0.0,
     config: SSLCSTConfig | None = None,
     device: str | None = None,
@@ -123,10 +125,11 @@ def sslcst(
     save_model: str | os.PathLike | None = None,
     steps: int = 600,
     patience: int = 4,
-    negative_distance_um: float = 15.0,
+    negative_distance_um: float | None = None,
     distance_dropout: float = 0.0,
     prior_radius_um: float | None = None,
     stride: int = 2,
+    adaptive: bool = True,
     min_cell_area_um2: float = 20.0,
     max_cell_diameter_um: float | None = None,
     refine: bool = True,
@@ -184,6 +187,11 @@ def sslcst(
         interpolated bilinearly in between (their smoothing spans 5 bins anyway). ``stride=2``
         made inference 3.7 times faster on the real crop, with the same quality there and on
         synthetic truth (see the benchmarks); 1 runs it on every bin, as the paper does.
+    adaptive
+        Run the network on every ``2 * stride``-th bin first, and on the ``stride`` lattice only
+        where those outputs disagree (no transcripts on one side, foreground or direction turning);
+        elsewhere interpolate. On the real crop it ran the network on 59% of the lattice and gave
+        the same cells as ``adaptive=False`` (mean IoU 0.99).
     min_cell_area_um2, max_cell_diameter_um
         Smallest cell kept; largest expected cell (the halo between blocks; None: estimated from
         the nuclei and their extents, at least 30 um).
@@ -236,7 +244,7 @@ def sslcst(
     labels = predict_sslcst_cells(
         run.index, model, lut, centres, run.nuclei(), block_size=block_size,
         halo_bins=int(np.ceil(max_cell_diameter_um / bin_um)), prior_radius=prior_radius_um / bin_um, stride=stride,
-        flow_kwargs={
+        coarse=2 if adaptive else 1, flow_kwargs={
             "threshold": config.foreground_threshold, "merge_distance": config.merge_distance_um / bin_um,
             "max_steps": int(np.ceil(2 * max_cell_diameter_um / bin_um)),
             "max_hole_area": int(round(config.max_hole_area_um2 / bin_um**2)),
@@ -246,7 +254,7 @@ def sslcst(
     params = {
         "nuclei_key": nuclei_key, "steps": steps, "patience": patience, "negative_distance_um": negative_distance_um,
         "distance_dropout": distance_dropout, "prior_radius_um": prior_radius_um, "stride": stride,
-        "min_cell_area_um2": min_cell_area_um2, "max_cell_diameter_um": max_cell_diameter_um,
+        "adaptive": adaptive, "min_cell_area_um2": min_cell_area_um2, "max_cell_diameter_um": max_cell_diameter_um,
         "block_size": block_size, "device": run.device, "seed": seed, "config": config_dict(config), "bin_um": bin_um,
         "n_neighbours": model.n_neighbours, "radius_um": model.radius_bins * bin_um,
         "distance_scale_um": model.distance_scale_um, "network": model.network.config.to_dict(),

@@ -123,6 +123,7 @@ class TrainingSet:
     tokens: Neighbourhoods
     table: BinTable
     validation: np.ndarray
+    negative_distance: float
 
 
 @dataclass(frozen=True)
@@ -245,18 +246,45 @@ def _bin_means(stain: np.ndarray, bin_size: int, shape: tuple[int, int]) -> np.n
     return out
 
 
+def negative_distance(distances: np.ndarray, *, preferred: float, floor: float, wanted: int) -> float:
+    """How far from every nucleus centroid negatives must lie: ``preferred``, or, when fewer than
+    ``wanted`` candidates (at ``distances``) lie farther, the largest distance that leaves
+    ``wanted`` of them, but not below ``floor``.
+
+    Examples
+    --------
+    >>> d = np.array([2.0, 4.0, 6.0, 8.0, 20.0])
+    >>> negative_distance(d, preferred=15.0, floor=3.0, wanted=1)  # one candidate beyond 15
+    15.0
+    >>> negative_distance(d, preferred=15.0, floor=3.0, wanted=3)  # three beyond 5.9
+    5.9
+
+    """
+    if (distances > preferred).sum() >= wanted or floor >= preferred:
+        return preferred
+    farthest = np.sort(distances)[::-1]
+    if len(farthest) < wanted:
+        return floor
+    return float(np.clip(np.floor(farthest[wanted - 1] * 10 - 1e-9) / 10, floor, preferred))
+
+
 def training_set(
     index: TranscriptIndex, stain, nuclei, lut, centres: NucleusCentres, *, bin_size: int, tile: int,
-    max_tiles: int, erosion_px: int, negative_distance: float, dark: float, max_per_class: int,
+    max_tiles: int, erosion_px: int, negative_distance_range: tuple[float, float], dark: float, max_per_class: int,
     validation_fraction: float, settings: dict, rng: np.random.Generator,
 ) -> TrainingSet:  # fmt: skip
     """Balanced samples from up to ``max_tiles`` tiles of ``tile`` bins holding nuclei, their tokens,
     and a validation mask holding out the rightmost ``validation_fraction`` of them.
+
+    Negatives lie farther than the preferred distance of ``negative_distance_range = (floor,
+    preferred)`` (bins) from every centroid, or closer, down to the floor, where too few do (packed
+    tissue: see :func:`negative_distance`).
     """
     h, w = index.shape
     keep = tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size, method="SSL-CST")
     margin = int(np.ceil(settings["radius_bins"]))
-    positives, negatives, tokens_pos, tokens_neg, tables, shift = [], [], [], [], [], 0
+    floor, preferred = negative_distance_range
+    tiles = []
     for y0, y1, x0, x1 in keep:
         pix = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
         nuc = np.asarray(nuclei[pix[0] : pix[1], pix[2] : pix[3]])
@@ -270,7 +298,15 @@ def training_set(
         expressed[table.y[inside] - y0, table.x[inside] - x0] = True
         bin_stain = _bin_means(np.asarray(stain[pix[0] : pix[1], pix[2] : pix[3]], np.float32), bin_size, shape)
         pos, neg = select_samples(eroded, nucleus, expressed, bin_stain, (y0, x0), centres,
-                                  negative_distance=negative_distance, dark=dark)  # fmt: skip
+                                  negative_distance=floor, dark=dark)  # fmt: skip
+        far = centres.tree.query(np.c_[neg.y, neg.x])[0] if len(centres) and len(neg) else np.full(len(neg), np.inf)
+        tiles.append((pos, neg, far, table))
+    n_pos = sum(len(t[0]) for t in tiles)
+    chosen = negative_distance(np.concatenate([t[2] for t in tiles]), preferred=preferred, floor=floor,
+                               wanted=min(n_pos, max_per_class))  # fmt: skip
+    positives, negatives, tokens_pos, tokens_neg, tables, shift = [], [], [], [], [], 0
+    for pos, neg, far, table in tiles:
+        neg = neg.subset(np.flatnonzero(far > chosen))
         geometry = token_geometry(table, centres, settings)
         for kind, out, tok in ((pos, positives, tokens_pos), (neg, negatives, tokens_neg)):
             found = tokens_of(table, geometry, centres, kind.y, kind.x, settings)
@@ -297,7 +333,21 @@ def training_set(
         validation[np.argsort(samples.x, kind="stable")[-n_held:]] = True
     logger.info("SSL-CST: %d positive and %d negative samples available on %d tiles; %d used (%d held out)",
                 len(all_pos), len(all_neg), len(keep), len(samples), validation.sum())  # fmt: skip
-    return TrainingSet(samples, tokens, BinTable.concat(tables), validation)
+    return TrainingSet(samples, tokens, BinTable.concat(tables), validation, chosen)
+
+
+#: Negatives lie this far from every nucleus centroid unless the tissue is too packed.
+PREFERRED_NEGATIVE_DISTANCE_UM = 15.0
+
+
+def _negative_distance_range(run: MethodRun, negative_distance_um: float | None, bin_um: float) -> tuple[float, float]:
+    """(floor, preferred) negative distance in bins: a given distance is both; None prefers 15 um
+    and goes down to a typical cell's reach on this slide where too few empty bins lie that far.
+    """
+    if negative_distance_um is not None:
+        return negative_distance_um / bin_um, negative_distance_um / bin_um
+    reach = min(run.cell_extent().typical_reach_um(), PREFERRED_NEGATIVE_DISTANCE_UM)
+    return reach / bin_um, PREFERRED_NEGATIVE_DISTANCE_UM / bin_um
 
 
 def train_on_slide(
@@ -311,7 +361,7 @@ def train_on_slide(
     centres: NucleusCentres,
     steps: int,
     patience: int,
-    negative_distance_um: float,
+    negative_distance_um: float | None,
     distance_dropout: float,
     seed: int,
     progress: bool,
@@ -333,11 +383,21 @@ def train_on_slide(
         run.index, stain, run.nuclei(), lut, centres, bin_size=bin_size,
         tile=max(int(round(config.tile_um / bin_um)), 8), max_tiles=config.max_tiles,
         erosion_px=int(round(config.erosion_um / px)),
-        negative_distance=negative_distance_um / bin_um, dark=dark, max_per_class=config.max_samples,
+        negative_distance_range=_negative_distance_range(run, negative_distance_um, bin_um), dark=dark,
+        max_per_class=config.max_samples,
         validation_fraction=config.validation_fraction, settings=token_settings(model), rng=rng,
     )  # fmt: skip
+    if negative_distance_um is None and data.negative_distance * bin_um < PREFERRED_NEGATIVE_DISTANCE_UM:
+        logger.warning(
+            "SSL-CST: few empty bins lie %.0f um from every nucleus (packed tissue); negatives are taken from "
+            "%.1f um instead (set negative_distance_um to choose).",
+            PREFERRED_NEGATIVE_DISTANCE_UM, data.negative_distance * bin_um,
+        )  # fmt: skip
     params = SSLCSTParams(max_steps=steps, batch_size=config.batch_size, lr=config.lr, patience=patience,
                           distance_dropout=distance_dropout)  # fmt: skip
     model.training_log = train_transformer(model, data, params, seed=seed, progress=progress)
-    model.training_log.update({"device": run.device, "n_positive": int(data.samples.foreground.sum())})
+    model.training_log.update({
+        "device": run.device, "n_positive": int(data.samples.foreground.sum()),
+        "negative_distance_um": data.negative_distance * bin_um,
+    })  # fmt: skip
     return model
