@@ -20,6 +20,22 @@ from jointseg._core.tiling import window_weights
 _NETWORK_LOCK = threading.Lock()
 
 
+def windows_per_call(device: str) -> int:
+    """Windows per network call at inference: 1 on a CPU, 8 on an accelerator.
+
+    A CPU gains nothing from larger batches, and their activations (tens of MB per layer) are
+    allocated afresh at every call: on 2 cores GeneSegNet's U-Net ran 2x faster on 256 px windows
+    one at a time than eight at a time, which spent 45% of its time in page faults.
+
+    Examples
+    --------
+    >>> windows_per_call("cpu"), windows_per_call("cuda:0")
+    (1, 8)
+
+    """
+    return 1 if device == "cpu" else 8
+
+
 def locked(predict: Callable, *args):
     """``predict(*args)`` holding the process-wide network lock."""
     with _NETWORK_LOCK:
@@ -106,7 +122,7 @@ def predict_fields_on_region(
 
 
 def sliding_window_average(
-    array: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], *, window: int, stride: int
+    array: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], *, window: int, stride: int, batch_size: int = 8
 ) -> np.ndarray:
     """Apply ``predict`` to overlapping windows of a whole ``(C, H, W)`` array and blend the outputs.
 
@@ -123,5 +139,11 @@ def sliding_window_average(
     """
     _, h, w = array.shape
     return predict_fields_on_region(
-        (0, h, 0, w), (h, w), lambda r: array[:, r[0] : r[1], r[2] : r[3]], predict, window=window, stride=stride
+        (0, h, 0, w),
+        (h, w),
+        lambda r: array[:, r[0] : r[1], r[2] : r[3]],
+        predict,
+        window=window,
+        stride=stride,
+        batch_size=batch_size,
     )

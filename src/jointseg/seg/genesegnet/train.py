@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from jointseg._core.density import transcript_density
 from jointseg._core.expansion import expand_block
-from jointseg._core.fields import sliding_window_average
+from jointseg._core.fields import sliding_window_average, windows_per_call
 from jointseg._core.method_run import MethodRun
 from jointseg._core.training import fit, tiles_with_nuclei
 from jointseg.metrics._instances import match_instances
@@ -221,7 +221,9 @@ def self_train(
         )
         new_labels = []
         for i, x in enumerate(inputs):
-            fields = sliding_window_average(x, model.predict, window=params.window, stride=params.stride)
+            fields = sliding_window_average(
+                x, model.predict, window=params.window, stride=params.stride, batch_size=windows_per_call(model.device)
+            )
             tile_seeds = None if seeds is None else seeds[i]
             cells = instances_from_offsets(fields[0], fields[1:], seeds=tile_seeds, **instance_kwargs)
             if foreground is not None:  # cells stay where the transcripts are, as in round 0

@@ -27,11 +27,13 @@ from jointseg.seg.sslcst.tokens import (
 logger = logging.getLogger("jointseg")
 
 
-#: Centre bins whose tokens are built at once, and per network call. Small network batches keep
-#: the activations (batch x 49 tokens x 64) in cache: on 2 cores, 256 ran 2.6x faster than 4096,
-#: whose large buffers spent half their time in page faults (benchmarks/bench_sslcst.py).
+#: Centre bins whose tokens are built at once, and per network call on a CPU (256) or an
+#: accelerator (4096). Small CPU batches keep the activations (batch x 49 tokens x 64) small: on 2
+#: cores, 256 ran 2.8x faster than 4096, whose large buffers spent half their time in page faults
+#: (benchmarks/bench_sslcst.py).
 _TOKEN_CHUNK = 4096
 _BATCH = 256
+_ACCELERATOR_BATCH = 4096
 
 
 def _network_outputs(
@@ -52,8 +54,9 @@ def _network_outputs(
     todo = np.flatnonzero(geometry[0].query(np.c_[yy, xx], distance_upper_bound=model.radius_bins)[0] < np.inf)
     for chunk in np.array_split(todo, max(-(-len(todo) // _TOKEN_CHUNK), 1)):
         tokens = tokens_of(table, geometry, centres, yy[chunk], xx[chunk], settings)
-        for start in range(0, len(chunk), _BATCH):
-            rows = slice(start, start + _BATCH)
+        batch = _BATCH if model.device == "cpu" else _ACCELERATOR_BATCH
+        for start in range(0, len(chunk), batch):
+            rows = slice(start, start + batch)
             fg, probs = locked(model.predict, tokens.batch(table, rows))
             out[0, chunk[rows]], out[1:, chunk[rows]] = fg, probs.T
     return out
