@@ -10,12 +10,17 @@ Methods (``--method``):
 - ``expand_nuclei``: RNA density map, nuclei grown into it;
 - ``refine``: ``expand_nuclei``, then :func:`jointseg.seg.refine` of its cells (timed apart:
   ``refine s`` and ``refine tx/s``, transcripts per second of the refinement alone);
-- ``segjointgene``: inference of a SegJointGene network (Leiden types of the slide's nuclei, the
-  network on the per-gene transcript channels, growth). The model is trained once, outside the
-  measurements, on the smallest slide with a short schedule, and loaded by every run.
+- ``genesegnet``, ``segjointgene``, ``sslcst``: inference of the method's network with a model
+  trained once, outside the measurements, on a 1024 px corner of the smallest slide with a short
+  schedule and loaded by every run (``cells s``), then its default refinement (``refine s``);
+  with ``--train-on-slide`` each run trains on its own slide instead (the default schedule, timed
+  in ``cells s``).
+
+The last lines extrapolate the time of the largest size linearly to a 1 Gpx slide (a whole
+Xenium slide: ~25k x 35k px at 0.2125 um) and give the exponent with which time grew here.
 
 Run: ``.venv/bin/python benchmarks/bench_memory.py [--sizes 4096 8192 16384] [--method expand_nuclei]
-[--workdir /tmp/jg_bench]``. Prints one row per size, then how time and memory grow with the
+[--workdir /tmp/jg_bench] [--train-on-slide]``. Prints one row per size, then how time and memory grow with the
 number of pixels.
 """
 
@@ -32,10 +37,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 PER_CELL = 170  # transcripts per nucleus: ~20 M on the 16k x 16k slide
+NETWORKS = ("genesegnet", "segjointgene", "sslcst")
+WHOLE_SLIDE_PX = 1e9
 
 
 def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _short_schedule(method: str) -> dict:
+    """A short training schedule per network (the model only has to exist: speed does not depend on
+    how well it was trained).
+    """
+    import jointseg as jg
+
+    return {
+        "genesegnet": {"steps": 60, "max_rounds": 1},
+        "segjointgene": {
+            "steps": 60, "max_rounds": 1,
+            "config": jg.seg.SegJointGeneConfig(cid_windows=2, cid_steps=5, cid_samples=1, max_tiles=8),
+        },
+        "sslcst": {"steps": 150},
+    }[method]  # fmt: skip
 
 
 def child(path: str, method: str, model: str | None) -> None:
@@ -49,19 +72,19 @@ def child(path: str, method: str, model: str | None) -> None:
     jg.pp.nuclei(sdata, image_key="morphology", overwrite=True)
     times["nuclei_s"] = time.perf_counter() - start
     peaks = {"nuclei": _peak_rss()}  # the running peak after each step: the step that raised it holds it
+    inputs = {"image_key": "morphology", "points_key": "transcripts", "overwrite": True}
     start = time.perf_counter()
-    if method == "segjointgene":
-        jg.seg.segjointgene(sdata, image_key="morphology", points_key="transcripts", model=model, device="cpu",
-                            overwrite=True, progress=False)  # fmt: skip
+    if method in NETWORKS:
+        segment = getattr(jg.seg, method)
+        segment(sdata, **inputs, model=model, device="cpu", refine=False, progress=False)
     else:
-        jg.seg.expand_nuclei(sdata, image_key="morphology", points_key="transcripts", overwrite=True)
+        jg.seg.expand_nuclei(sdata, **inputs)
     times["cells_s"] = time.perf_counter() - start
     peaks["cells"] = _peak_rss()
     table_key = "table"
-    if method == "refine":
+    if method != "expand_nuclei":
         start = time.perf_counter()
-        jg.seg.refine(sdata, labels_key="cell_labels", image_key="morphology", points_key="transcripts",
-                      overwrite=True)  # fmt: skip
+        jg.seg.refine(sdata, labels_key="cell_labels", **inputs)
         times["refine_s"] = time.perf_counter() - start
         peaks["refine"] = _peak_rss()
         table_key = "refined_table"
@@ -74,8 +97,8 @@ def child(path: str, method: str, model: str | None) -> None:
                       "on_disk": on_disk}))  # fmt: skip
 
 
-def train(path: str, model: str) -> None:
-    """Train the SegJointGene model that every size loads (a short schedule, on a 1024 px crop)."""
+def train(path: str, method: str, model: str) -> None:
+    """Train the model that every size loads (a short schedule, on a 1024 px corner of the slide)."""
     import spatialdata
 
     import jointseg as jg
@@ -85,9 +108,9 @@ def train(path: str, model: str) -> None:
         target_coordinate_system="global",
     )  # fmt: skip
     jg.pp.nuclei(sdata, image_key="morphology")
-    short = jg.seg.SegJointGeneConfig(cid_windows=2, cid_steps=5, cid_samples=1, max_tiles=8)
-    jg.seg.segjointgene(sdata, image_key="morphology", points_key="transcripts", save_model=model, device="cpu",
-                        steps=60, max_rounds=1, config=short, progress=False)  # fmt: skip
+    segment = getattr(jg.seg, method)
+    segment(sdata, image_key="morphology", points_key="transcripts", save_model=model, device="cpu", refine=False,
+            progress=False, **_short_schedule(method))  # fmt: skip
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
@@ -101,13 +124,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", nargs="+", type=int, default=[4096, 8192, 16384])
     parser.add_argument("--workdir", default="/tmp/jg_bench")
-    parser.add_argument("--method", choices=["expand_nuclei", "refine", "segjointgene"], default="expand_nuclei")
+    parser.add_argument("--method", choices=["expand_nuclei", "refine", *NETWORKS], default="expand_nuclei")
+    parser.add_argument("--train-on-slide", action="store_true", help="each run trains its network on its slide")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--train", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train:
-        train(args.train, args.model)
+        train(args.train, args.method, args.model)
         return
     if args.child:
         child(args.child, args.method, args.model)
@@ -121,9 +145,9 @@ def main() -> None:
         start = time.perf_counter()
         n_tx = write_slide(path, size, per_cell=PER_CELL)
         written = time.perf_counter() - start
-        if args.method == "segjointgene" and model is None:
-            model = str(Path(args.workdir) / "segjointgene.pt")
-            _run([sys.executable, __file__, "--train", str(path), "--model", model])
+        if args.method in NETWORKS and not args.train_on_slide and model is None:
+            model = str(Path(args.workdir) / f"{args.method}.pt")
+            _run([sys.executable, __file__, "--train", str(path), "--method", args.method, "--model", model])
         start = time.perf_counter()
         command = [sys.executable, __file__, "--child", str(path), "--method", args.method]
         out = _run(command + (["--model", model] if model else []))
@@ -133,7 +157,7 @@ def main() -> None:
         rows.append(res)
         print(f"{size}: {res}", flush=True)
 
-    print(f"\nmethod: {args.method}")
+    print(f"\nmethod: {args.method}" + (" (trained on each slide)" if args.train_on_slide else ""))
     print(f"{'slide px':>12} {'transcripts':>12} {'cells':>8} {'write s':>8} {'nuclei s':>9} {'cells s':>8} "
           f"{'refine s':>9} {'refine tx/s':>12} {'total s':>8} {'peak RSS GB':>12} {'bar GB':>7} "
           f"{'B/tx over 2GB':>14}")  # fmt: skip
@@ -151,6 +175,12 @@ def main() -> None:
         for key, name in (("wall_s", "time"), ("peak_rss", "peak RSS")):
             slope = np.polyfit(np.log(px), np.log([r[key] for r in rows]), 1)[0]
             print(f"{name} grows as pixels^{slope:.2f} (1.00 = linear)")
+    last = rows[-1]
+    scale = WHOLE_SLIDE_PX / last["size"] ** 2
+    print(
+        f"a 1 Gpx slide, linear from {last['size']}^2: {last['wall_s'] * scale / 60:,.0f} min "
+        f"({last['n_tx'] * scale / 1e6:,.0f} M transcripts at this density)"
+    )
     print("elements written to the store:", rows[-1]["on_disk"])
 
 

@@ -18,6 +18,7 @@ Run: ``.venv/bin/python benchmarks/device_precision.py [--methods genesegnet seg
 
 import argparse
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,22 +29,14 @@ import torch
 
 import jointseg as jg
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _compare import same_pixels
+
 SHORT = {
     "genesegnet": {"steps": 60, "max_rounds": 1},
     "segjointgene": {"steps": 60, "max_rounds": 1, "config": jg.seg.SegJointGeneConfig(cid_windows=2, cid_steps=5)},
     "sslcst": {"steps": 150},
 }
-
-
-def same_pixels(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of the pixels in the foreground of either that both give to the same (matched) cell."""
-    pairs = jg.metrics.match_instances(b, a)
-    pairs = pairs[pairs["iou"] > 0.5]  # one to one
-    lut = np.zeros(int(b.max()) + 1, np.int64)
-    lut[pairs["pred"].to_numpy()] = pairs["true"].to_numpy()
-    mapped = lut[b]
-    fg = (a > 0) | (b > 0)
-    return float(((mapped == a) & fg).sum() / fg.sum())
 
 
 def main() -> None:
