@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import spatialdata
 import torch
 
@@ -144,12 +145,7 @@ def main() -> None:
             rows.append(check_slide(method, args.device, args.size, workdir))
             print(rows[-1], flush=True)
     print(f"\ndevice: {args.device}")
-    print(f"{'method':<13} {'where':<13} {'train+seg s':>11} {'segment s':>9} {'CPU seg s':>9} {'tx/s':>10} "
-          f"{'tiles/s':>8} {'GPU GB':>7} {'same px':>8} {'mean IoU':>8}")  # fmt: skip
-    for r in rows:
-        print(f"{r['method']:<13} {r['where']:<13} {r['train+segment s']:>11.1f} {r['segment s']:>9.1f} "
-              f"{r['cpu segment s']:>9.1f} {r['tx/s']:>10,.0f} {r['tiles/s']:>8.3f} {r['peak GPU GB']:>7.2f} "
-              f"{r['same px']:>8.4f} {r['mean IoU']:>8.4f}")  # fmt: skip
+    print(pd.DataFrame(rows).round(4).to_string(index=False))
 
 
 if __name__ == "__main__":
