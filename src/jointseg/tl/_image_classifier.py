@@ -21,7 +21,7 @@ from spatialdata import SpatialData
 from torch.nn import functional as F
 
 from jointseg._core.constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
-from jointseg._core.fields import sliding_window_average, windows_per_call
+from jointseg._core.fields import inference_batch, sliding_window_average
 from jointseg._core.trained_model import TrainedModel
 from jointseg._core.training import fit
 from jointseg._core.units import pixel_size_um
@@ -314,7 +314,7 @@ def predict_image_classes(
         size = (max(round(stain.shape[0] * zoom), 1), max(round(stain.shape[1] * zoom), 1))
         stain = resize(stain, size, order=1, preserve_range=True, anti_aliasing=zoom < 1).astype(np.float32)
     fields = sliding_window_average(
-        stain[None], model.predict, window=window, stride=stride, batch_size=windows_per_call(model.device)
+        stain[None], model.predict, window=window, stride=stride, batch_size=inference_batch(model.device)
     )
     nuclei = nuclei_from_maps(fields[0], fields[1:3], min_area=min_area_px)
     ids = nuclei.ravel()

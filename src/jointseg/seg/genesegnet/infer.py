@@ -10,7 +10,7 @@ import dask
 import numpy as np
 
 from jointseg._core.density import location_map
-from jointseg._core.fields import covering_windows, locked, predict_fields_on_region, windows_per_call
+from jointseg._core.fields import covering_windows, inference_batch, locked, predict_fields_on_region
 from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise, with_labels
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg._core.utils import sampled_percentiles
@@ -63,7 +63,7 @@ def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSeg
         lambda batch: locked(model.predict, batch),
         window=window,
         stride=stride,
-        batch_size=windows_per_call(model.device),
+        batch_size=inference_batch(model.device),
     )
 
 

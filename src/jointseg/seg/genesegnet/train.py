@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from jointseg._core.density import transcript_density
 from jointseg._core.expansion import expand_block
-from jointseg._core.fields import sliding_window_average, windows_per_call
+from jointseg._core.fields import inference_batch, sliding_window_average
 from jointseg._core.method_run import MethodRun
 from jointseg._core.training import fit, tiles_with_nuclei
 from jointseg.metrics._instances import match_instances
@@ -222,7 +222,7 @@ def self_train(
         new_labels = []
         for i, x in enumerate(inputs):
             fields = sliding_window_average(
-                x, model.predict, window=params.window, stride=params.stride, batch_size=windows_per_call(model.device)
+                x, model.predict, window=params.window, stride=params.stride, batch_size=inference_batch(model.device)
             )
             tile_seeds = None if seeds is None else seeds[i]
             cells = instances_from_offsets(fields[0], fields[1:], seeds=tile_seeds, **instance_kwargs)

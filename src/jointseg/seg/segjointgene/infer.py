@@ -11,7 +11,7 @@ import dask
 import numpy as np
 import torch
 
-from jointseg._core.fields import locked, predict_fields_on_region, windows_per_call
+from jointseg._core.fields import inference_batch, locked, predict_fields_on_region
 from jointseg._core.tiling import Block, BlockGrid, array_from_blocks
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg.models import SegJointGeneModel, bin_transcripts
@@ -61,7 +61,7 @@ def _allowed_block(index, model: SegJointGeneModel, lut, core, grid_shape, windo
         lambda batch: locked(_trunk_probabilities, model, batch),
         window=window,
         stride=stride,
-        batch_size=windows_per_call(model.device),
+        batch_size=inference_batch(model.device),
     )
     _, support = _region_inputs(index, model, lut, region)
     allowed = allowed_types(*candidates(probs, confidence), support, model.support_threshold)

@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 
-from jointseg._core.fields import locked
+from jointseg._core.fields import inference_batch, locked
 from jointseg._core.tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise, with_labels
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg.models import SSLCSTModel
@@ -52,9 +52,9 @@ def _network_outputs(
     geometry = token_geometry(table, centres, settings)
     # Centre bins with a transcript in reach, in chunks: memory stays O(chunk x tokens) per block.
     todo = np.flatnonzero(geometry[0].query(np.c_[yy, xx], distance_upper_bound=model.radius_bins)[0] < np.inf)
+    batch = inference_batch(model.device, cpu=_BATCH, accelerator=_ACCELERATOR_BATCH)
     for chunk in np.array_split(todo, max(-(-len(todo) // _TOKEN_CHUNK), 1)):
         tokens = tokens_of(table, geometry, centres, yy[chunk], xx[chunk], settings)
-        batch = _BATCH if model.device == "cpu" else _ACCELERATOR_BATCH
         for start in range(0, len(chunk), batch):
             rows = slice(start, start + batch)
             fg, probs = locked(model.predict, tokens.batch(table, rows))
