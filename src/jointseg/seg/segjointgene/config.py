@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from jointseg._core.config import check_positive
 
@@ -26,8 +27,13 @@ class SegJointGeneConfig:
         (as :func:`jointseg.seg.expand_nuclei`).
     tile_um, max_tiles
         Training tiles: edge in microns, and how many, drawn among those holding nuclei.
-    cid_windows, cid_steps, cid_samples
-        CID windows (32 x 32 bins each), optimiser steps and Monte-Carlo samples per step.
+    cid_windows, cid_steps
+        CID windows (32 x 32 bins each) and optimiser steps.
+    cid_estimator, cid_samples, cid_probes
+        How CID measures the logits' distortion: ``"expected"``, the closed form of the linearised
+        network from ``cid_probes`` backward passes per type (cost independent of the panel size), or
+        ``"sampled"``, ``cid_samples`` Monte-Carlo noise passes per pair and step (the paper; cost
+        grows with genes x types). See :mod:`jointseg.seg.segjointgene.cid`.
     widths
         U-Net widths per scale.
 
@@ -48,12 +54,17 @@ class SegJointGeneConfig:
     max_tiles: int = 24
     cid_windows: int = 6
     cid_steps: int = 20
+    cid_estimator: Literal["expected", "sampled"] = "expected"
     cid_samples: int = 2
+    cid_probes: int = 16
     widths: tuple[int, ...] = (16, 32, 64)
 
     def __post_init__(self) -> None:
-        check_positive(self, "bin_um", "gene_sigma_um", "tile_um", "max_tiles", "cid_windows", "cid_samples")
+        check_positive(self, "bin_um", "gene_sigma_um", "tile_um", "max_tiles", "cid_windows", "cid_samples",
+                       "cid_probes")  # fmt: skip
         if self.cid_steps < 1:
             raise ValueError(f"cid_steps must be >= 1, got {self.cid_steps}.")
+        if self.cid_estimator not in ("expected", "sampled"):
+            raise ValueError(f"cid_estimator must be 'expected' or 'sampled', got {self.cid_estimator!r}.")
         if not 0 <= self.confidence < 1:
             raise ValueError(f"confidence must be in [0, 1), got {self.confidence}.")

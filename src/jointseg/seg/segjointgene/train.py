@@ -203,7 +203,7 @@ def cid_scores(
         genes = np.flatnonzero(np.bincount(counts.gene, weights=counts.count, minlength=len(model.genes)) >= 2)
         if len(types) == 0 or len(genes) == 0:
             continue
-        scores, support, _ = cid_tile(model.network, counts, genes, types, params=cid_params, seed=seed + i)
+        scores, support = cid_tile(model.network, counts, genes, types, params=cid_params, seed=seed + i)
         measured = np.isfinite(scores)
         rows, cols = np.ix_(types - 1, genes)
         total[rows, cols] += np.where(measured, scores * support, 0)
@@ -373,7 +373,8 @@ def train_on_slide(
         max_distance=run.growth_limit_um(max_expansion_um) / (bin_size * px), cid_windows=config.cid_windows, fill=fill,
         crop=min(64, tile),
     )  # fmt: skip
-    cid_params = CIDParams(steps=config.cid_steps, samples=config.cid_samples)
+    cid_params = CIDParams(steps=config.cid_steps, samples=config.cid_samples, estimator=config.cid_estimator,
+                           probes=config.cid_probes)  # fmt: skip
     log = joint_refinement(model, tiles, type_of, params, cid_params, seed=seed, progress=progress)
     log.update({"n_tiles": len(tiles), "tile_bins": tile, "device": device})
     model.training_log = log
