@@ -16,12 +16,18 @@ Methods (``--method``):
   with ``--train-on-slide`` each run trains on its own slide instead (the default schedule, timed
   in ``cells s``).
 
+With ``--cli`` each size runs the command line instead, as a user would on a whole slide:
+``jointseg segment SLIDE OUT --method M [--model MODEL] -q`` (nuclei, cells, the method's default
+refinement, and a new store written with every element); ``cells s`` is then its wall time and the
+peak is the command's own RSS. ``--per-cell`` sets the transcripts per nucleus (76 gives the
+issue's 12k x 12k slide with 5 M transcripts).
+
 The last lines extrapolate the time of the largest size linearly to a 1 Gpx slide (a whole
 Xenium slide: ~25k x 35k px at 0.2125 um) and give the exponent with which time grew here.
 
 Run: ``.venv/bin/python benchmarks/bench_memory.py [--sizes 4096 8192 16384] [--method expand_nuclei]
-[--workdir /tmp/jg_bench] [--train-on-slide]``. Prints one row per size, then how time and memory grow with the
-number of pixels.
+[--workdir /tmp/jg_bench] [--train-on-slide] [--cli] [--per-cell 170]``. Prints one row per size, then how
+time and memory grow with the number of pixels.
 """
 
 import argparse
@@ -97,6 +103,23 @@ def child(path: str, method: str, model: str | None) -> None:
                       "on_disk": on_disk}))  # fmt: skip
 
 
+def cli_child(path: str, method: str, model: str | None) -> None:
+    """``jointseg segment`` on the slide in a subprocess: its wall time, its peak RSS, and its results."""
+    import spatialdata
+
+    out = f"{path.removesuffix('.zarr')}_{method}_cli.zarr"
+    command = [sys.executable, "-m", "jointseg.cli", "segment", path, out, "--method", method, "-q", "--overwrite"]
+    start = time.perf_counter()
+    _run(command + (["--model", model, "--device", "cpu"] if model else []))
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    table = spatialdata.read_zarr(out, selection=("tables",))["table"]
+    info = table.uns["jointseg"]["table"]
+    print(json.dumps({"nuclei_s": float("nan"), "cells_s": wall, "peak_rss": peak, "peaks": {"jointseg segment": peak},
+                      "n_cells": table.n_obs, "n_tx": info["n_transcripts_total"],
+                      "assigned": info["n_transcripts_assigned"], "on_disk": []}))  # fmt: skip
+
+
 def train(path: str, method: str, model: str) -> None:
     """Train the model that every size loads (a short schedule, on a 1024 px corner of the slide)."""
     import spatialdata
@@ -126,6 +149,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/jg_bench")
     parser.add_argument("--method", choices=["expand_nuclei", "refine", *NETWORKS], default="expand_nuclei")
     parser.add_argument("--train-on-slide", action="store_true", help="each run trains its network on its slide")
+    parser.add_argument("--cli", action="store_true", help="run `jointseg segment` on each slide")
+    parser.add_argument("--per-cell", type=int, default=PER_CELL, help="transcripts per nucleus")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--train", default=None, help=argparse.SUPPRESS)
@@ -134,22 +159,22 @@ def main() -> None:
         train(args.train, args.method, args.model)
         return
     if args.child:
-        child(args.child, args.method, args.model)
+        (cli_child if args.cli else child)(args.child, args.method, args.model)
         return
     from _slide import write_slide
 
     rows = []
     model = None
     for size in args.sizes:
-        path = Path(args.workdir) / f"slide_{size}.zarr"
+        path = Path(args.workdir) / f"slide_{size}_{args.per_cell}.zarr"
         start = time.perf_counter()
-        n_tx = write_slide(path, size, per_cell=PER_CELL)
+        n_tx = write_slide(path, size, per_cell=args.per_cell)
         written = time.perf_counter() - start
         if args.method in NETWORKS and not args.train_on_slide and model is None:
             model = str(Path(args.workdir) / f"{args.method}.pt")
             _run([sys.executable, __file__, "--train", str(path), "--method", args.method, "--model", model])
         start = time.perf_counter()
-        command = [sys.executable, __file__, "--child", str(path), "--method", args.method]
+        command = [sys.executable, __file__, "--child", str(path), "--method", args.method] + ["--cli"] * args.cli
         out = _run(command + (["--model", model] if model else []))
         wall = time.perf_counter() - start
         res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -157,7 +182,8 @@ def main() -> None:
         rows.append(res)
         print(f"{size}: {res}", flush=True)
 
-    print(f"\nmethod: {args.method}" + (" (trained on each slide)" if args.train_on_slide else ""))
+    how = " (trained on each slide)" if args.train_on_slide else ""
+    print(f"\nmethod: {args.method}{how}" + (", `jointseg segment` (cells s: the whole command)" if args.cli else ""))
     print(f"{'slide px':>12} {'transcripts':>12} {'cells':>8} {'write s':>8} {'nuclei s':>9} {'cells s':>8} "
           f"{'refine s':>9} {'refine tx/s':>12} {'total s':>8} {'peak RSS GB':>12} {'bar GB':>7} "
           f"{'B/tx over 2GB':>14}")  # fmt: skip
