@@ -113,6 +113,9 @@ class SegJointGeneModel(TrainedModel):
         ``(types, genes)`` CID information-discarding scores (NaN: not measured).
     support_threshold
         Per type, the CID support a bin needs to be grown into (see :func:`jointseg.seg.segjointgene`).
+    type_profiles
+        ``(types, genes)`` mean log-normalised nucleus profile of each type on the training slide:
+        another slide's nuclei take the type they correlate with best. None in files written before.
     training_log
         Per-iteration log of the joint refinement.
     device
@@ -132,6 +135,7 @@ class SegJointGeneModel(TrainedModel):
     pixel_size_um: float
     cid: np.ndarray
     support_threshold: np.ndarray
+    type_profiles: np.ndarray | None = None
 
     @classmethod
     def new(

@@ -103,3 +103,25 @@ def test_cid_top_is_a_share():
     jg.pp.nuclei(sdata, image_key="morphology")
     with pytest.raises(ValueError, match="cid_top"):
         jg.seg.segjointgene(sdata, cid_top=0, **FAST)
+
+
+def test_saved_model_types_another_slide_in_its_own_classes(trained):
+    """On a slide it was not trained on, each true cell type becomes one of the model's types."""
+    _, path = trained
+    model = jg.models.SegJointGeneModel.load(path)
+    assert model.type_profiles.shape == (len(model.types), len(model.genes))
+    other = jg.datasets.synthetic(shape=(384, 384), n_cells=40, seed=5, specific_fraction=1.0,
+                                  background_transcripts=3000)  # fmt: skip
+    jg.pp.nuclei(other, image_key="morphology")
+    jg.seg.segjointgene(other, model=model, max_expansion_um=3.0, refine=False, **FAST)
+    labels, truth = other["cell_labels"].values.ravel(), other["true_cells"].values.ravel()
+    both = (labels > 0) & (truth > 0)
+    pairs, n = np.unique(np.stack([labels[both], truth[both]]), axis=1, return_counts=True)
+    true_cell = pd.Series(pairs[1], index=pairs[0]).iloc[np.argsort(n, kind="stable")]
+    true_cell = true_cell[~true_cell.index.duplicated(keep="last")]  # each cell's majority true cell
+    obs = other["table"].obs.set_index("cell_id")
+    true_type = other["truth"].obs.set_index("cell_id")["cell_type"]
+    table = pd.crosstab(true_type.loc[true_cell.to_numpy()].to_numpy(), obs.loc[true_cell.index, "jg_type"].to_numpy())
+    assert table.shape[0] >= 2
+    assert (table.max(axis=1) / table.sum(axis=1)).min() >= 0.9, table
+    assert table.idxmax(axis=1).is_unique, table  # different true types, different model types

@@ -4,6 +4,7 @@ transcript channels, nucleus cores and a cell-type semantic U-Net scored gene by
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -20,17 +21,20 @@ from jointseg._core.genes import gene_lookup, select_genes
 from jointseg._core.method_run import MethodRun, start_run
 from jointseg._core.refinement import RefineParams
 from jointseg.models import SegJointGeneModel
-from jointseg.seg.segjointgene.celltypes import leiden_types, nucleus_counts
+from jointseg.seg.segjointgene.celltypes import leiden_types, nearest_types, nucleus_counts, type_profiles
 from jointseg.seg.segjointgene.config import SegJointGeneConfig
 from jointseg.seg.segjointgene.infer import predict_segjointgene_cells
 from jointseg.seg.segjointgene.train import gene_ranking, train_on_slide
 from jointseg.tl._gene_scores import gene_scores
 
+logger = logging.getLogger("jointseg")
+
 _TUNED_DOC = """\
 steps, max_rounds
     Optimiser steps per round; round limit (one round: CID, growth, retraining).
 resolution
-    Leiden resolution of the nuclei's initial cell types.
+    Leiden resolution of the nuclei's initial cell types when training. A saved model types the
+    nuclei itself (each takes the model's type whose nucleus profile it correlates with best).
 cid_top, fill, max_expansion_um
     The growth rule: a bin's CID support must be in the top ``cid_top`` of its type's confident
     bins; ``fill`` shares the foreground the rule left among the nearest cells; cells grow at most
@@ -52,8 +56,13 @@ def _config(config: SegJointGeneConfig | None, legacy: dict[str, Any], method: s
 
 
 def _slide_types(run: MethodRun, model, config: SegJointGeneConfig, *, resolution: float, seed: int):
-    """The genes (the model's, or those with enough transcripts), their channel lookup, and the
-    Leiden cell types of the nuclei on this slide.
+    """The genes (the model's, or those with enough transcripts), their channel lookup, the cell types
+    of the nuclei on this slide and each type's nucleus profile.
+
+    Without a model, the types are Leiden clusters. With one, each nucleus takes the model's type
+    whose profile it correlates with best: Leiden on another slide would number its clusters in its
+    own order, unrelated to the classes the network learnt. Model files written before the profiles
+    were stored fall back to Leiden and must find as many clusters.
     """
     if model is None:
         codes, lut = select_genes(run.index, config.min_gene_counts)
@@ -61,13 +70,18 @@ def _slide_types(run: MethodRun, model, config: SegJointGeneConfig, *, resolutio
     else:
         genes, lut = model.genes, gene_lookup(run.index, model.genes)
     counts = nucleus_counts(run.nuclei(), run.index, lut, len(genes))
+    if model is not None and model.type_profiles is not None:
+        type_of = nearest_types(counts, model.type_profiles, min_counts=config.min_nucleus_counts)
+        logger.info("SegJointGene: %d nuclei typed by the model's %d type profiles.", (type_of > 0).sum(),
+                    len(model.types))  # fmt: skip
+        return genes, lut, type_of, list(model.types), model.type_profiles
     type_of, type_names = leiden_types(counts, min_counts=config.min_nucleus_counts, resolution=resolution, seed=seed)
     if len(type_names) < 2:
         raise ValueError(
             "Leiden found a single cell type among the nuclei: SegJointGene needs at least two to grow cells by "
             f"type. Raise resolution (now {resolution})."
         )
-    return genes, lut, type_of, type_names
+    return genes, lut, type_of, type_names, type_profiles(counts, type_of, len(type_names))
 
 
 def _check_cid_top(cid_top: float) -> None:
@@ -130,9 +144,10 @@ def train_segjointgene(
         outputs=None, at_least_one={"steps": steps, "max_rounds": max_rounds}, device=device,
         coordinate_system=coordinate_system,
     )  # fmt: skip
-    genes, lut, type_of, type_names = _slide_types(run, None, config, resolution=resolution, seed=seed)
+    genes, lut, type_of, type_names, profiles = _slide_types(run, None, config, resolution=resolution, seed=seed)
     return train_on_slide(
-        run, config=config, genes=genes, lut=lut, type_of=type_of, type_names=type_names, steps=steps,
+        run, config=config, genes=genes, lut=lut, type_of=type_of, type_names=type_names, type_profiles=profiles,
+        steps=steps,
         max_rounds=max_rounds, cid_top=cid_top, fill=fill, prior_expansion_um=prior_expansion_um,
         max_expansion_um=max_expansion_um, seed=seed, progress=progress,
     )  # fmt: skip
@@ -245,10 +260,11 @@ def segjointgene(
         at_least_one={"steps": steps, "max_rounds": max_rounds}, device=device, coordinate_system=coordinate_system,
     )  # fmt: skip
     model = run.load_model(model, SegJointGeneModel)
-    genes, lut, type_of, type_names = _slide_types(run, model, config, resolution=resolution, seed=seed)
+    genes, lut, type_of, type_names, profiles = _slide_types(run, model, config, resolution=resolution, seed=seed)
     if model is None:
         model = train_on_slide(
-            run, config=config, genes=genes, lut=lut, type_of=type_of, type_names=type_names, steps=steps,
+            run, config=config, genes=genes, lut=lut, type_of=type_of, type_names=type_names, type_profiles=profiles,
+            steps=steps,
             max_rounds=max_rounds, cid_top=cid_top, fill=fill, prior_expansion_um=prior_expansion_um,
             max_expansion_um=max_expansion_um, seed=seed, progress=progress,
         )  # fmt: skip

@@ -339,6 +339,7 @@ def train_on_slide(
     lut: np.ndarray,
     type_of: np.ndarray,
     type_names: list[str],
+    type_profiles: np.ndarray,
     steps: int,
     max_rounds: int,
     cid_top: float,
@@ -361,6 +362,7 @@ def train_on_slide(
     )  # fmt: skip
     model = SegJointGeneModel.new(network, genes=genes, types=type_names, bin_size=bin_size, pixel_size_um=px,
                                   device=device)  # fmt: skip
+    model.type_profiles = type_profiles
     multiple = model.network.multiple
     tile = max(int(round(config.tile_um / (bin_size * px))) // multiple, 1) * multiple
     tiles = training_tiles(
