@@ -147,8 +147,7 @@ def train_segjointgene(
     genes, lut, type_of, type_names, profiles = _slide_types(run, None, config, resolution=resolution, seed=seed)
     return train_on_slide(
         run, config=config, genes=genes, lut=lut, type_of=type_of, type_names=type_names, type_profiles=profiles,
-        steps=steps,
-        max_rounds=max_rounds, cid_top=cid_top, fill=fill, prior_expansion_um=prior_expansion_um,
+        steps=steps, max_rounds=max_rounds, cid_top=cid_top, fill=fill, prior_expansion_um=prior_expansion_um,
         max_expansion_um=max_expansion_um, seed=seed, progress=progress,
     )  # fmt: skip
 
@@ -264,8 +263,7 @@ def segjointgene(
     if model is None:
         model = train_on_slide(
             run, config=config, genes=genes, lut=lut, type_of=type_of, type_names=type_names, type_profiles=profiles,
-            steps=steps,
-            max_rounds=max_rounds, cid_top=cid_top, fill=fill, prior_expansion_um=prior_expansion_um,
+            steps=steps, max_rounds=max_rounds, cid_top=cid_top, fill=fill, prior_expansion_um=prior_expansion_um,
             max_expansion_um=max_expansion_um, seed=seed, progress=progress,
         )  # fmt: skip
     elif len(model.types) != len(type_names):

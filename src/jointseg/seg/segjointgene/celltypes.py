@@ -56,16 +56,10 @@ def leiden_types(
     return type_of, names
 
 
-#: Nuclei made dense at a time: 4,096 x 5,000 genes is 164 MB.
-CHUNK = 4096
-
-
-def _log_normalised(counts: sparse.csr_matrix):
-    """``(rows, dense block)`` of at most :data:`CHUNK` rows: scaled to 10,000 transcripts, then log1p."""
+def _log_normalised(counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Rows scaled to 10,000 transcripts, then log1p (still sparse: log1p(0) = 0)."""
     totals = np.asarray(counts.sum(axis=1)).ravel()
-    scaled = (sparse.diags(1e4 / np.maximum(totals, 1)) @ counts).tocsr()
-    for start in range(0, counts.shape[0], CHUNK):
-        yield slice(start, start + CHUNK), np.log1p(scaled[start : start + CHUNK].toarray())
+    return (sparse.diags(1e4 / np.maximum(totals, 1)) @ counts).tocsr().log1p()
 
 
 def type_profiles(counts: sparse.csr_matrix, type_of: np.ndarray, n_types: int) -> np.ndarray:
@@ -75,15 +69,19 @@ def type_profiles(counts: sparse.csr_matrix, type_of: np.ndarray, n_types: int) 
     model's own classes: Leiden on another slide numbers its clusters in its own order.
     """
     typed = np.flatnonzero(type_of > 0)
-    profiles = np.zeros((n_types, counts.shape[1]))
-    for rows, block in _log_normalised(counts[typed]):
-        np.add.at(profiles, type_of[typed[rows]] - 1, block)
-    return profiles / np.maximum(np.bincount(type_of[typed] - 1, minlength=n_types), 1)[:, None]
+    members = sparse.csr_matrix(
+        (np.ones(len(typed)), (type_of[typed] - 1, np.arange(len(typed)))), shape=(n_types, len(typed))
+    )
+    sums = np.asarray((members @ _log_normalised(counts[typed])).todense())
+    return sums / np.maximum(np.bincount(type_of[typed] - 1, minlength=n_types), 1)[:, None]
 
 
 def nearest_types(counts: sparse.csr_matrix, profiles: np.ndarray, *, min_counts: int) -> np.ndarray:
     """Type ``1..n_types`` of every row of ``counts``: the profile it correlates with best (Pearson,
     log-normalised); 0 for rows with fewer than ``min_counts`` transcripts.
+
+    The profiles are centred and scaled once; a row's own centring and scale do not change which
+    profile it correlates with best (the centred profiles sum to 0), so rows stay sparse.
 
     Examples
     --------
@@ -95,12 +93,7 @@ def nearest_types(counts: sparse.csr_matrix, profiles: np.ndarray, *, min_counts
     totals = np.asarray(counts.sum(axis=1)).ravel()
     out = np.zeros(counts.shape[0], np.int64)
     rows = np.flatnonzero(totals >= min_counts)
-    if len(rows) == 0:
-        return out
-    p = profiles - profiles.mean(axis=1, keepdims=True)
-    p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    for part, x in _log_normalised(counts[rows]):
-        x -= x.mean(axis=1, keepdims=True)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        out[rows[part]] = (x @ p.T).argmax(axis=1) + 1
+    centred = profiles - profiles.mean(axis=1, keepdims=True)
+    centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    out[rows] = np.asarray(_log_normalised(counts[rows]) @ centred.T).argmax(axis=1) + 1
     return out
