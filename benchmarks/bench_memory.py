@@ -61,7 +61,7 @@ def _short_schedule(method: str) -> dict:
         "genesegnet": {"steps": 60, "max_rounds": 1},
         "segjointgene": {
             "steps": 60, "max_rounds": 1,
-            "config": jg.seg.SegJointGeneConfig(cid_windows=2, cid_steps=5, cid_samples=1, max_tiles=8),
+            "config": jg.seg.SegJointGeneConfig(cid_windows=2, cid_steps=5, max_tiles=8),
         },
         "sslcst": {"steps": 150},
     }[method]  # fmt: skip
