@@ -83,7 +83,9 @@ def test_sensitivity_predicts_the_sampled_distortion(graded_network):
             for g in range(4)
         ])  # fmt: skip
     np.testing.assert_allclose(predicted[:3].numpy(), sampled[:3].numpy(), rtol=0.15)
-    assert predicted[3] == 0 and sampled[3] == 0
+    # A gene of weight 0 moves nothing: exactly for the estimate; for the samples, up to the rounding
+    # of a batched convolution against an unbatched one.
+    assert predicted[3] == 0 and sampled[3] < 1e-6 * sampled[2]
     # Sensitivity is quadratic in the gene's weight: halving it quarters the distortion.
     np.testing.assert_allclose((predicted[:2] / predicted[1:3]).numpy(), [4, 4], rtol=1e-4)
 
