@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jointseg._core.refinement import upsample_labels
+from jointseg._core.refinement import cell_anchors, upsample_labels
 
 
 def _reference(bins, s, shape):
@@ -35,3 +35,18 @@ def test_upsampling_keeps_uniform_regions_and_the_dtype():
     bins = np.full((4, 5), 7, np.uint32)
     out = upsample_labels(bins, 3, (12, 15))
     assert out.dtype == np.uint32 and (out == 7).all()
+
+
+def test_anchors_of_cells_with_huge_ids():
+    """Tiled labels carry ids in the billions; cells without a nucleus still get their deepest
+    pixels, without a list as long as the largest id (10**12 entries would not fit in memory).
+    """
+    labels = np.zeros((9, 20), np.int64)
+    labels[:, :9] = 10**12
+    labels[:, 11:] = 7
+    nuclei = np.zeros_like(labels)
+    nuclei[4, 15] = 1
+    anchors = cell_anchors(labels, nuclei)
+    assert anchors[4, 15] == 7 and (anchors == 7).sum() == 1
+    deep = anchors == 10**12
+    assert deep[4, 4] and not deep[0].any() and not deep[:, 0].any()

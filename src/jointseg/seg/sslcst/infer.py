@@ -12,7 +12,14 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from jointseg._core.fields import inference_batch, locked
-from jointseg._core.tiling import BlockGrid, array_from_blocks, bins_to_pixels, segment_blockwise, with_labels
+from jointseg._core.tiling import (
+    BlockGrid,
+    array_from_blocks,
+    bins_to_pixels,
+    labels_channel,
+    segment_blockwise,
+    with_labels,
+)
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg.models import SSLCSTModel
 from jointseg.seg.sslcst.postprocess import class_vectors, direction_prior, flow_cells
@@ -178,7 +185,9 @@ def _fields_block(
 
 
 def _flow_block(fields: np.ndarray, **kwargs) -> np.ndarray:
-    return flow_cells(fields[0], fields[1:3], fields[3].astype(np.int64), **kwargs)
+    seeds = labels_channel(fields)
+    fields = fields[:3].astype(np.float64)  # as the float32 network fields were always cast before
+    return flow_cells(fields[0], fields[1:3], seeds, **kwargs)
 
 
 def predict_sslcst_cells(
