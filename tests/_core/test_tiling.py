@@ -39,6 +39,18 @@ def test_tiled_equals_whole_image(block_size):
     assert len(pairs) == len(np.unique(whole)) - 1 == len(np.unique(tiled)) - 1
 
 
+@pytest.mark.parametrize("block_size", [64, 100])
+def test_blocks_reading_their_own_windows_give_the_same_labels(block_size, tmp_path):
+    """``read_windows`` (each block reads its window from a store on disk) changes nothing but memory."""
+    img = _blobs()
+    da.from_array(img, chunks=50).to_zarr(str(tmp_path / "img.zarr"))
+    on_disk = da.from_zarr(str(tmp_path / "img.zarr"))
+    held = segment_blockwise(on_disk, _label, block_size=block_size, halo=40).compute()
+    read = segment_blockwise(on_disk, _label, block_size=block_size, halo=40, read_windows=True).compute()
+    np.testing.assert_array_equal(read, held)
+    assert len(np.unique(read)) - 1 == label(img).max()
+
+
 def test_objects_on_block_corners_are_not_split_or_duplicated():
     img = np.zeros((128, 128), bool)
     img[56:72, 56:72] = True  # straddles the corner shared by four 64-px blocks

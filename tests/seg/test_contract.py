@@ -149,6 +149,17 @@ def test_saved_model_reproduces(name, slide, models):
     np.testing.assert_array_equal(in_memory, from_file)
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_checkpointed_equals_in_memory(name, slide, models, tmp_path):
+    """In a checkpoint, intermediate results go to disk and are read back (GeneSegNet's fields
+    window by window, see ``segment_blockwise(read_windows=True)``): the same cells.
+    """
+    in_memory = _segment(name, slide, models, block_size=128)["cell_labels"].values
+    with jg.io.checkpoint(tmp_path / "checkpoint", in_memory=False):
+        on_disk = np.asarray(_segment(name, slide, models, block_size=128)["cell_labels"].values)
+    np.testing.assert_array_equal(in_memory, on_disk)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """Two worker processes, started once for every method."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -14,8 +15,9 @@ import dask.array as da
 import numpy as np
 from spatialdata import SpatialData
 
-from jointseg._core.backed import materialise
+from jointseg._core.backed import materialise, writes_to_store
 from jointseg._core.cell_extent import CellExtent, estimated_extent
+from jointseg._core.checkpoint import active as checkpoint_active
 from jointseg._core.constants import DEFAULT_CS
 from jointseg._core.outputs import check_outputs_free, write_segmentation
 from jointseg._core.refinement import RefineParams, refine_labels
@@ -68,6 +70,7 @@ class MethodRun:
     coordinate_system: str
     started: float = field(default_factory=time.perf_counter)
     _extent: CellExtent | None = field(default=None, repr=False)
+    _clean_ups: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def stain(self, channel: int | str | None = None) -> da.Array:
         """The stain's full-resolution ``(y, x)`` dask array."""
@@ -138,6 +141,17 @@ class MethodRun:
             )  # fmt: skip
         return model
 
+    def spill(self, array: da.Array) -> da.Array | None:
+        """``array`` computed once onto disk (into the active checkpoint, or beside a backed
+        store) and read lazily from there until :meth:`finish` returns; None when this run has
+        nowhere on disk to put it.
+        """
+        if not (checkpoint_active() or writes_to_store(self.sdata)):
+            return None
+        on_disk, clean_up = materialise(self.sdata, array)
+        self._clean_ups.append(clean_up)
+        return on_disk
+
     def finish(
         self,
         labels: da.Array,
@@ -177,8 +191,10 @@ class MethodRun:
             self._write(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
                         overwrite=overwrite)  # fmt: skip
         finally:
-            if clean_up is not None:
-                clean_up()
+            for done in [clean_up, *self._clean_ups]:
+                if done is not None:
+                    done()
+            self._clean_ups.clear()
 
     def _write(self, labels: da.Array, *, params, key_added, shapes_key, table_key, overwrite) -> None:
         write_segmentation(

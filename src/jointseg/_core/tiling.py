@@ -241,7 +241,36 @@ def _segment_block(
         if pieces:
             strips.append(np.concatenate(pieces, axis=-1))
         band_top += row[0].shape[-2]
-    ext_image = np.concatenate(strips, axis=-2)
+    return _segment_ext(np.concatenate(strips, axis=-2), fn, block, shape, id_offset, kwargs)
+
+
+class WindowReader:
+    """Reads windows of a lazy array inside a task. A plain object, not a dask collection: dask
+    does not merge the array's graph into the caller's, so no chunk is shared between (and held
+    for) the blocks that read it.
+    """
+
+    def __init__(self, array: da.Array):
+        self.array = array
+
+    def __dask_tokenize__(self) -> str:
+        return self.array.name
+
+    def __call__(self, ys: slice, xs: slice) -> np.ndarray:
+        return np.asarray(self.array[..., ys, xs].compute(scheduler="synchronous"))
+
+
+def _segment_window(
+    reader: WindowReader, fn: Callable, block: Block, shape: tuple[int, int], id_offset: int, kwargs: dict
+) -> Kept:
+    """Segment ``block``'s extended window, read by ``reader``."""
+    ey0, ey1, ex0, ex1 = block.ext
+    return _segment_ext(reader(slice(ey0, ey1), slice(ex0, ex1)), fn, block, shape, id_offset, kwargs)
+
+
+def _segment_ext(
+    ext_image: np.ndarray, fn: Callable, block: Block, shape: tuple[int, int], id_offset: int, kwargs: dict
+) -> Kept:
     local = np.asarray(fn(ext_image, **kwargs))
     if local.shape != ext_image.shape[-2:]:
         raise ValueError(f"Block function returned shape {local.shape}, expected {ext_image.shape[-2:]}.")
@@ -272,6 +301,7 @@ def segment_blockwise(
     block_size: int,
     halo: int,
     max_objects_per_block: int | None = None,
+    read_windows: bool = False,
     **kwargs,
 ) -> da.Array:
     """Instance-segment a large ``(..., y, x)`` array block by block, with seamless stitching.
@@ -287,6 +317,11 @@ def segment_blockwise(
         diameter for exact stitching.
     max_objects_per_block
         Upper bound on objects per extended block, used for unique id offsets (default: its pixels).
+    read_windows
+        Each block reads its own extended window of ``image`` inside its task, for an image that
+        is cheap to read again (on disk, see :func:`jointseg._core.backed.materialise`): nothing
+        waits in memory for the neighbouring blocks. Otherwise (default) each chunk is computed
+        once and held until the blocks around it have read it, about three rows of chunks.
     **kwargs
         Passed to ``fn``.
 
@@ -301,27 +336,33 @@ def segment_blockwise(
     ext_area = (block_size + 2 * halo) ** 2
     stride = int(max_objects_per_block or ext_area) + 1
     ny, nx = grid.n_blocks
-    # One delayed chunk per block, from one optimised graph: every chunk is computed once even
-    # though up to 9 blocks read it (slicing the array per block would make dask fuse and recompute
-    # the chunk's producer for each reader).
-    image = image.rechunk(tuple(image.shape[:-2]) + grid.chunks)
-    chunks = image.to_delayed().reshape(ny, nx)
     reach = -(-halo // block_size)  # chunks on each side that the halo reaches into
-    kept = {}
-    for blk in grid:
-        i, j = blk.index
-        near = range(-reach, reach + 1)
-        neighbourhood = [
-            [chunks[i + di, j + dj] if 0 <= i + di < ny and 0 <= j + dj < nx else None for dj in near] for di in near
-        ]
-        origin = (max(i - reach, 0) * block_size, max(j - reach, 0) * block_size)
-        kept[blk.index] = dask.delayed(_segment_block, pure=True)(
-            neighbourhood, origin, fn, blk, shape, (i * nx + j) * stride, kwargs
-        )
+    near = range(-reach, reach + 1)
+    if read_windows:
+        reader = WindowReader(image)
+
+        def segment(blk: Block, id_offset: int):
+            return dask.delayed(_segment_window, pure=True)(reader, fn, blk, shape, id_offset, kwargs)
+
+    else:
+        # One delayed chunk per block, from one optimised graph: every chunk is computed once even
+        # though up to 9 blocks read it (slicing the array per block would make dask fuse and
+        # recompute the chunk's producer for each reader).
+        chunks = image.rechunk(tuple(image.shape[:-2]) + grid.chunks).to_delayed().reshape(ny, nx)
+
+        def segment(blk: Block, id_offset: int):
+            i, j = blk.index
+            neighbourhood = [
+                [chunks[i + di, j + dj] if 0 <= i + di < ny and 0 <= j + dj < nx else None for dj in near]
+                for di in near
+            ]
+            origin = (max(i - reach, 0) * block_size, max(j - reach, 0) * block_size)
+            return dask.delayed(_segment_block, pure=True)(neighbourhood, origin, fn, blk, shape, id_offset, kwargs)
+
+    kept = {blk.index: segment(blk, (blk.index[0] * nx + blk.index[1]) * stride) for blk in grid}
 
     def assemble(blk: Block):
         i, j = blk.index
-        near = range(-reach, reach + 1)
         neighbours = [(i + di, j + dj) for di in near for dj in near if 0 <= i + di < ny and 0 <= j + dj < nx]
         neighbours.remove((i, j))
         pieces = [kept[(i, j)]] + [kept[n] for n in neighbours]

@@ -226,6 +226,7 @@ def genesegnet(
         stain, slide_inputs(stain, run.index, model.sigma_um / px), model, block_size=block_size,
         halo=int(np.ceil(max_cell_diameter_um / px)), window=config.window, stride=config.stride,
         instance_kwargs=instance_params(px, min_cell_area_um2), nuclei=run.nuclei() if centres == "nuclei" else None,
+        spill=run.spill,
     )  # fmt: skip
     params = {
         "nuclei_key": nuclei_key, "steps": steps, "max_rounds": max_rounds, "prior_expansion_um": prior_expansion_um,

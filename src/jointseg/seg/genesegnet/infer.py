@@ -4,9 +4,11 @@ overlapping windows block by block, then instances built on the stitched fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dask
+import dask.array as da
 import numpy as np
 
 from jointseg._core.density import location_map
@@ -16,6 +18,8 @@ from jointseg._core.transcripts import TranscriptIndex
 from jointseg._core.utils import sampled_percentiles
 from jointseg.models import GeneSegNetModel
 from jointseg.seg.genesegnet.postprocess import instances_from_offsets
+
+SPILL_CHUNK = 512  # px: the chunks of fields put on disk
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,15 @@ def predict_cells(
     stride: int,
     instance_kwargs: dict,
     nuclei=None,
+    spill: Callable[[da.Array], da.Array | None] | None = None,
 ):
     """Lazy cell labels of a whole slide: fields per block on the global window grid, then instances
     built blockwise on the stitched fields (see :func:`jointseg.seg.segment_blockwise`), with the
     ``nuclei`` (lazy labels) as cell centres if given, else the peaks of the offset votes.
+
+    ``spill`` (e.g. :meth:`jointseg._core.method_run.MethodRun.spill`) may put the fields on disk:
+    the instance blocks then read their windows from there, and no rows of fields wait in memory
+    for the neighbouring blocks (they grow with the slide's width: 0.49 GB at 8192 px).
     """
     shape = tuple(int(s) for s in stain.shape)
     index_node = dask.delayed(inputs, pure=True)  # one graph node, not a copy per task
@@ -98,11 +107,18 @@ def predict_cells(
         )
 
     fields = array_from_blocks(BlockGrid(shape, block_size, 0), block_fields, dtype=np.float32, leading=(3,))
+    # Small chunks on disk: a block's window (its core and halo) reads little beyond itself.
+    on_disk = None if spill is None else spill(fields.rechunk((3, SPILL_CHUNK, SPILL_CHUNK)))
+    if on_disk is not None:
+        fields = on_disk
     if nuclei is not None:
         fields = with_labels(fields, nuclei)
     # Instances on blocks of half the network's edge: on 2048 px blocks with their halos they held
     # the process's peak (benchmarks/bench_memory.py at 4096 px: 3.47 GB, 2.11 GB on 1024 px blocks).
-    return segment_blockwise(fields, _instances_block, block_size=max(block_size // 2, 1), halo=halo, **instance_kwargs)
+    return segment_blockwise(
+        fields, _instances_block, block_size=max(block_size // 2, 1), halo=halo, read_windows=on_disk is not None,
+        **instance_kwargs,
+    )  # fmt: skip
 
 
 def _instances_block(fields: np.ndarray, **kwargs) -> np.ndarray:
