@@ -110,7 +110,7 @@ def array_from_blocks(
 def with_labels(fields: da.Array, labels: da.Array) -> da.Array:
     """Float32 fields ``(C, h, w)`` with a label image appended as channel ``C``, for a
     :func:`segment_blockwise` function that needs both; read the labels back with
-    :func:`labels_channel`.
+    :func:`split_labels`.
 
     The label ids are stored as the bits of their uint32 value (exact up to 2**32, unlike a float
     cast), which keeps the stack at 4 bytes per channel and pixel: :func:`segment_blockwise` holds
@@ -121,7 +121,7 @@ def with_labels(fields: da.Array, labels: da.Array) -> da.Array:
     --------
     >>> import dask.array as da, numpy as np
     >>> stack = with_labels(da.zeros((2, 4, 4), chunks=2), da.full((4, 4), 123_456_789, chunks=4))
-    >>> stack.shape, stack.dtype, int(labels_channel(stack.compute())[0, 0])
+    >>> stack.shape, stack.dtype, int(split_labels(stack.compute())[1][0, 0])
     ((3, 4, 4), dtype('float32'), 123456789)
 
     """
@@ -129,9 +129,11 @@ def with_labels(fields: da.Array, labels: da.Array) -> da.Array:
     return da.concatenate([fields.astype(np.float32), as_bits.rechunk(fields.chunks[1:])[None]])
 
 
-def labels_channel(stack: np.ndarray) -> np.ndarray:
-    """The label image (int64) of a block of :func:`with_labels`: its last channel."""
-    return np.ascontiguousarray(stack[-1]).view(np.uint32).astype(np.int64)
+def split_labels(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A block of :func:`with_labels` split back into its fields (float64, in which the block
+    functions have always worked) and its label image (int64).
+    """
+    return stack[:-1].astype(np.float64), np.ascontiguousarray(stack[-1]).view(np.uint32).astype(np.int64)
 
 
 def bins_to_pixels(binned: da.Array, bin_size: int, shape: tuple[int, int]) -> da.Array:

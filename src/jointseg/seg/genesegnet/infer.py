@@ -13,7 +13,7 @@ import numpy as np
 
 from jointseg._core.density import location_map
 from jointseg._core.fields import covering_windows, inference_batch, locked, predict_fields_on_region
-from jointseg._core.tiling import BlockGrid, array_from_blocks, labels_channel, segment_blockwise, with_labels
+from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise, split_labels, with_labels
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg._core.utils import sampled_percentiles
 from jointseg.models import GeneSegNetModel
@@ -122,6 +122,7 @@ def predict_cells(
 
 
 def _instances_block(fields: np.ndarray, **kwargs) -> np.ndarray:
-    seeds = labels_channel(fields) if len(fields) > 3 else None
-    fields = fields[:3].astype(np.float64)  # as the float32 network fields were always cast before
+    seeds = None
+    if len(fields) > 3:
+        fields, seeds = split_labels(fields)
     return instances_from_offsets(fields[0], fields[1:3], seeds=seeds, **kwargs)

@@ -16,8 +16,8 @@ from jointseg._core.tiling import (
     BlockGrid,
     array_from_blocks,
     bins_to_pixels,
-    labels_channel,
     segment_blockwise,
+    split_labels,
     with_labels,
 )
 from jointseg._core.transcripts import TranscriptIndex
@@ -185,8 +185,7 @@ def _fields_block(
 
 
 def _flow_block(fields: np.ndarray, **kwargs) -> np.ndarray:
-    seeds = labels_channel(fields)
-    fields = fields[:3].astype(np.float64)  # as the float32 network fields were always cast before
+    fields, seeds = split_labels(fields)
     return flow_cells(fields[0], fields[1:3], seeds, **kwargs)
 
 
