@@ -28,6 +28,14 @@ def xenium_store(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def synthetic_store(tmp_path_factory):
+    """A small synthetic slide (320 px) for the network methods' command-line plumbing."""
+    path = tmp_path_factory.mktemp("in") / "synthetic.zarr"
+    jg.io.write_zarr(jg.datasets.synthetic(shape=(320, 320), n_cells=30, seed=4), path)
+    return path
+
+
 def _store_with_points(tmp_path, df, **parse_kwargs):
     sdata = jg.datasets.xenium_breast(subset="small")
     sdata["transcripts"] = PointsModel.parse(df, coordinates={"x": "x", "y": "y"}, **parse_kwargs)
@@ -133,35 +141,35 @@ def test_demo_on_shipped_crop(tmp_path, capsys):
     assert isinstance(jg.io.read_zarr(tmp_path / "demo.zarr"), SpatialData)
 
 
-def test_train_once_and_apply_to_several_slides(xenium_store, tmp_path, capsys):
+def test_train_once_and_apply_to_several_slides(synthetic_store, tmp_path, capsys):
     second = tmp_path / "second.zarr"
-    shutil.copytree(xenium_store, second)
+    shutil.copytree(synthetic_store, second)
     # several inputs: GeneSegNet trains on the first and applies that model to the others
     model = tmp_path / "gsn.pt"
-    rc = main(["segment", str(xenium_store), str(second), "--out-dir", str(tmp_path / "out"), "--method", "genesegnet",
-               "--steps", "2", "--save-model", str(model), "--quiet"])  # fmt: skip
+    rc = main(["segment", str(synthetic_store), str(second), "--out-dir", str(tmp_path / "out"),
+               "--method", "genesegnet", "--steps", "2", "--save-model", str(model), "--quiet"])  # fmt: skip
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert captured.out.count("genesegnet:") == 2 and "applying the model trained on" in captured.out
     assert "task/s" not in captured.err  # --quiet: no progress bars
     logs = [jg.io.read_zarr(tmp_path / "out" / p.name)["table"].uns["jointseg"]["cell_labels"]["training_log"]
-            for p in (xenium_store, second)]  # fmt: skip
+            for p in (synthetic_store, second)]  # fmt: skip
     assert model.exists() and np.array_equal(logs[0]["rounds"], logs[1]["rounds"])  # one model, one training
     # train once, then apply with --model
     saved = tmp_path / "trained.pt"
-    assert main(["train", str(xenium_store), str(saved), "--method", "genesegnet", "--steps", "2"]) == 0
+    assert main(["train", str(synthetic_store), str(saved), "--method", "genesegnet", "--steps", "2"]) == 0
     captured = capsys.readouterr()
     assert "--model" in captured.out and saved.exists()
     assert "GeneSegNet round 1" in captured.err  # progress bars by default
-    assert main(["train", str(xenium_store), str(saved), "--method", "genesegnet"]) == 2  # exists
+    assert main(["train", str(synthetic_store), str(saved), "--method", "genesegnet"]) == 2  # exists
     assert "exists" in capsys.readouterr().err
     out = tmp_path / "applied.zarr"
-    assert main(["segment", str(xenium_store), str(out), "--method", "genesegnet", "--model", str(saved)]) == 0
+    assert main(["segment", str(synthetic_store), str(out), "--method", "genesegnet", "--model", str(saved)]) == 0
     assert "genesegnet:" in capsys.readouterr().out
     assert jg.io.read_zarr(out)["table"].uns["jointseg"]["cell_labels"]["method"] == "genesegnet"
-    assert main(["segment", str(xenium_store), str(tmp_path / "x.zarr"), "--model", "m.pt"]) == 2
+    assert main(["segment", str(synthetic_store), str(tmp_path / "x.zarr"), "--model", "m.pt"]) == 2
     assert "does not apply" in capsys.readouterr().err
-    assert main(["segment", str(xenium_store), str(second), str(tmp_path / "y.zarr")]) == 2
+    assert main(["segment", str(synthetic_store), str(second), str(tmp_path / "y.zarr")]) == 2
     assert "--out-dir" in capsys.readouterr().err
 
 
@@ -200,9 +208,9 @@ def test_segment_with_segjointgene(xenium_store, tmp_path, capsys):
     assert table.var["jg_cid_rank"].min() == 1
 
 
-def test_segment_with_sslcst(xenium_store, tmp_path, capsys):
+def test_segment_with_sslcst(synthetic_store, tmp_path, capsys):
     out = tmp_path / "sslcst.zarr"
-    rc = main(["segment", str(xenium_store), str(out), "--method", "sslcst", "--steps", "5", "--seed", "0"])
+    rc = main(["segment", str(synthetic_store), str(out), "--method", "sslcst", "--steps", "5", "--seed", "0"])
     assert rc == 0, capsys.readouterr().err
     assert "sslcst:" in capsys.readouterr().out
     table = jg.io.read_zarr(out)["table"]

@@ -47,7 +47,7 @@ def test_checkpoint_resumes_and_is_removed(tmp_path, caplog):
 
 def test_killed_cli_run_resumes(tmp_path, caplog):
     source = tmp_path / "in.zarr"
-    jg.io.write_zarr(jg.datasets.synthetic(shape=(1024, 1024), n_cells=300, seed=1), source)
+    jg.io.write_zarr(jg.datasets.synthetic(shape=(640, 640), n_cells=120, seed=1), source)
     before = _digest(source)
     args = ["segment", str(source), str(tmp_path / "ref.zarr"), "--block-size", "64"]
     assert main(args) == 0
@@ -64,7 +64,7 @@ def test_killed_cli_run_resumes(tmp_path, caplog):
     run.wait()
     assert run.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     finished = _done_blocks(checkpoint)
-    assert 40 <= finished < 512 and not out.exists()  # killed mid-run: no output, blocks kept
+    assert 40 <= finished < 200 and not out.exists()  # killed mid-run: no output, blocks kept
     print(f"killed with {finished} blocks finished")
 
     with caplog.at_level(logging.INFO, logger="jointseg"):

@@ -60,8 +60,11 @@ def test_training_improves_over_the_nuclei_prior():
     prior = {"max_distance_um": 2.0}
     jg.seg.expand_nuclei(sdata, image_key="morphology", points_key="transcripts", **prior)
     expanded = jg.metrics.instance_scores(sdata["cell_labels"].values, truth)
-    jg.seg.genesegnet(sdata, image_key="morphology", points_key="transcripts", prior_expansion_um=2.0, steps=60,
-                      max_rounds=2, overwrite=True, progress=False)  # fmt: skip
+    # a U-Net of half the default widths and depth: ~6x faster here, and still +0.07-0.11 mean IoU over
+    # the prior on seeds 2, 3 and 7 (the default network: 94 s; SMALL_NET, 60 steps: below the prior)
+    network = jg.seg.GeneSegNetConfig(network=UNetConfig(widths=(16, 32, 64)))
+    jg.seg.genesegnet(sdata, image_key="morphology", points_key="transcripts", prior_expansion_um=2.0, steps=40,
+                      max_rounds=2, overwrite=True, progress=False, config=network)  # fmt: skip
     learned = jg.metrics.instance_scores(sdata["cell_labels"].values, truth)
     log = sdata["table"].uns["jointseg"]["cell_labels"]["training_log"]
     assert all(r["loss_last"] < r["loss_first"] for r in log["rounds"])
@@ -71,7 +74,8 @@ def test_training_improves_over_the_nuclei_prior():
 
 def test_training_log_per_round(synth):
     jg.pp.nuclei(synth, image_key="morphology")
-    jg.seg.genesegnet(synth, image_key="morphology", points_key="transcripts", steps=4, max_rounds=2, progress=False)
+    jg.seg.genesegnet(synth, image_key="morphology", points_key="transcripts", steps=4, max_rounds=2, progress=False,
+                      config=SMALL_NET)  # fmt: skip
     log = synth["table"].uns["jointseg"]["cell_labels"]["training_log"]
     assert 1 <= len(log["rounds"]) <= 2
     assert {"loss_first", "loss_last", "label_iou_with_previous", "n_cells"} <= set(log["rounds"][0])

@@ -2,8 +2,9 @@ import pytest
 
 import jointseg as jg
 
-#: A small network and short training: enough to beat expansion on the synthetic slide.
-SMALL = {"dim": 32, "layers": 4, "steps": 300, "negative_distance_um": 5.0, "prior_radius_um": 5.0}
+#: A small network and short training: enough to beat expansion on the synthetic slide (mean IoU 0.79-0.80
+#: against at most 0.65 on seeds 2 and 3; 4 layers and 300 steps gave 0.78 in 3x the time).
+SMALL = {"dim": 32, "layers": 2, "steps": 150, "negative_distance_um": 5.0, "prior_radius_um": 5.0}
 
 
 @pytest.fixture(scope="module")
