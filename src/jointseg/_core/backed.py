@@ -113,7 +113,7 @@ def store_element(sdata: SpatialData, key: str, element, *, overwrite: bool) -> 
     if kind in ("images", "labels", "points"):
         element = spatialdata.read_zarr(store, selection=(kind,))[key]
     sdata[key] = element
-    release_memory()
+    release_memory(step_bytes=getattr(element, "nbytes", None))  # tables, points, shapes: always collect
 
 
 def _replace_on_disk(sdata: SpatialData, store: Path, kind: str, key: str, partial: str) -> None:
@@ -165,5 +165,5 @@ def materialise(sdata: SpatialData, array: da.Array) -> tuple[da.Array, Callable
     store = Path(sdata.path)
     scratch = Path(tempfile.mkdtemp(prefix=f".{store.name}.jointseg-scratch-", dir=store.parent))
     array.to_zarr(str(scratch / "array.zarr"))
-    release_memory()
+    release_memory(step_bytes=array.nbytes)
     return da.from_zarr(str(scratch / "array.zarr")), lambda: shutil.rmtree(scratch, ignore_errors=True)

@@ -51,7 +51,7 @@ def labels_to_shapes(labels: xr.DataArray) -> gpd.GeoDataFrame:
     """
     edges = np.cumsum((0, *labels.data.chunks[0]))
     parts = [_band_polygons(labels.isel(y=slice(y0, y1)), y0) for y0, y1 in pairwise(edges)]
-    release_memory()
+    release_memory(step_bytes=labels.nbytes)
     ids = np.concatenate([p[0] for p in parts])
     geometry = np.concatenate([p[1] for p in parts])
     order = np.argsort(ids, kind="stable")

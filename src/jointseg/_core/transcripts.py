@@ -251,7 +251,7 @@ def build_transcript_index(
     order = order[starts[0] :].astype(np.min_scalar_type(n_total))  # argsort's int64, halved
     starts -= starts[0]
     x, y, g = x[order], y[order], g[order]
-    release_memory()
+    release_memory(step_bytes=n_total * (x.itemsize + y.itemsize + g.itemsize + 8))  # + the argsort
     return TranscriptIndex(
         x=x,
         y=y,
