@@ -20,11 +20,10 @@ def _pipeline(sdata):
     )
 
 
-def test_local_cluster_matches_threaded():
+def test_local_cluster_matches_threaded(cluster):
     threaded = _pipeline(jg.datasets.synthetic(shape=(384, 384), n_cells=40, seed=5))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB") as cluster:
-        with distributed.Client(cluster) as client, distributed.get_task_stream(client) as stream:
-            on_cluster = _pipeline(jg.datasets.synthetic(shape=(384, 384), n_cells=40, seed=5))
+    with distributed.Client(cluster) as client, distributed.get_task_stream(client) as stream:
+        on_cluster = _pipeline(jg.datasets.synthetic(shape=(384, 384), n_cells=40, seed=5))
     workers = {task["worker"] for task in stream.data}
     assert len(workers) == 2  # the work really ran on both worker processes
     for a, b in zip(threaded, on_cluster, strict=True):

@@ -160,14 +160,6 @@ def test_checkpointed_equals_in_memory(name, slide, models, tmp_path):
     np.testing.assert_array_equal(in_memory, on_disk)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """Two worker processes, started once for every method."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB") as cluster:
-        yield cluster
-
-
 @pytest.mark.parametrize("name", METHODS)
 def test_distributed_equals_threaded(name, slide, models, cluster):
     import distributed

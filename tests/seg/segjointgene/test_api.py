@@ -16,7 +16,8 @@ def trained(tmp_path_factory):
                                   background_transcripts=3000)  # fmt: skip
     jg.pp.nuclei(sdata, image_key="morphology")
     path = tmp_path_factory.mktemp("sjg") / "model.pt"
-    jg.seg.segjointgene(sdata, steps=150, max_rounds=2, max_expansion_um=3.0, save_model=path, **FAST)
+    # 60 steps rank as well as 150 in half the time (precision@10 0.9 / 1.0 on seeds 0 / 1; 150: 0.9 / 0.8)
+    jg.seg.segjointgene(sdata, steps=60, max_rounds=2, max_expansion_um=3.0, save_model=path, **FAST)
     return sdata, path
 
 
