@@ -107,3 +107,15 @@ def test_wide_nuclei_scale_the_filters():
     assert params["nucleus_width_um"] > 2 * REFERENCE_NUCLEUS_WIDTH_UM
     assert params["min_distance"] > 2 * NucleiParams().min_distance
     assert jg.metrics.instance_scores(sdata["nuclei"].values, sdata["true_nuclei"].values)["f1"] >= 0.9
+
+
+@pytest.mark.parametrize("pixel_size", [0.2125, 0.5])
+def test_stained_cytoplasm_is_not_taken_for_nuclei(pixel_size):
+    # Cultured cells: 16-22 um nuclei in a faintly stained cytoplasm whose edges pass the local
+    # threshold. Without drop_faint_objects: F1 0.645 / 0.88 here (0.2125 / 0.5 um/px), with it
+    # 0.936 / 1.0 (the misses: crescents of cells whose nucleus lies outside the image).
+    size = int(round(200 / pixel_size))
+    sdata = jg.datasets.synthetic(regime="cultured", shape=(size, size), n_cells=1000, pixel_size=pixel_size, seed=0)
+    jg.pp.nuclei(sdata, image_key="morphology")
+    assert jg.metrics.instance_scores(sdata["nuclei"].values, sdata["true_nuclei"].values)["f1"] >= 0.9
+    assert sdata["nuclei"].attrs["jointseg"]["nucleus_width_um"] > 14  # the crescents no longer narrow the measure

@@ -16,8 +16,11 @@ from spatialdata.transformations import get_transformation
 from jointseg._core.backed import announce_written, materialise, store_element
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
 from jointseg._core.nucleus_scale import (
+    FAINT_FRACTION,
+    FAINT_RADIUS,
     REFERENCE_NUCLEUS_WIDTH_UM,
     StainStats,
+    drop_faint_objects,
     measure_nucleus_width,
     smoothed_noise,
     stain_stats,
@@ -42,6 +45,8 @@ class NucleiParams:
     min_area: int = 177
     noise_margin: float = 3.0
     min_thickness: float = 0.0
+    nucleus_width: float = 0.0
+    faint_fraction: float = 0.0
 
 
 def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams = NucleiParams()) -> np.ndarray:
@@ -101,6 +106,9 @@ def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams
         small |= np.asarray(thickness) < params.min_thickness
     small[0] = False
     labels[small[labels]] = 0
+    if params.faint_fraction > 0 and params.nucleus_width > 0:
+        labels = drop_faint_objects(labels, smooth, radius=FAINT_RADIUS * params.nucleus_width,
+                                    fraction=params.faint_fraction)  # fmt: skip
     return labels.astype(np.int32)
 
 
@@ -158,7 +166,8 @@ def nuclei(
     A classical, annotation-free segmenter: Gaussian denoising, a local (adaptive) threshold floored
     by a fraction of the global Otsu level (so dim nuclei next to bright ones are kept), hole filling,
     a smoothed distance transform whose maxima seed a marker watershed that splits touching nuclei,
-    and a size filter. It runs lazily block by block with a halo; nuclei cut by a block border are
+    a size filter, and a contrast filter: an object fainter than 20% of the brightest object within
+    two nucleus widths is stained cytoplasm around a nucleus, not a nucleus, and is dropped. It runs lazily block by block with a halo; nuclei cut by a block border are
     kept whole by the block that holds their centre (see :mod:`jointseg._core.tiling`).
 
     Parameters
@@ -226,6 +235,8 @@ def nuclei(
         min_distance=max(1, int(round(min_distance_um * scale))),
         min_area=max(1, int(round(min_area_um2 * scale**2))),
         min_thickness=_THICKNESS * nucleus_width_um / px,
+        nucleus_width=nucleus_width_um / px,
+        faint_fraction=FAINT_FRACTION,
     )
     halo = int(np.ceil((halo_um / px) if halo_um is not None else 5 * nucleus_width_um / px))
     labels = segment_blockwise(
