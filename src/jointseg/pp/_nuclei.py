@@ -167,8 +167,9 @@ def nuclei(
     by a fraction of the global Otsu level (so dim nuclei next to bright ones are kept), hole filling,
     a smoothed distance transform whose maxima seed a marker watershed that splits touching nuclei,
     a size filter, and a contrast filter: an object fainter than 20% of the brightest object within
-    two nucleus widths is stained cytoplasm around a nucleus, not a nucleus, and is dropped. It runs lazily block by block with a halo; nuclei cut by a block border are
-    kept whole by the block that holds their centre (see :mod:`jointseg._core.tiling`).
+    two nucleus widths is stained cytoplasm around a nucleus, not a nucleus, and is dropped. It runs
+    lazily block by block with a halo; nuclei cut by a block border are kept whole by the block that
+    holds their centre (see :mod:`jointseg._core.tiling`).
 
     Parameters
     ----------
