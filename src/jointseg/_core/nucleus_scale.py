@@ -105,7 +105,7 @@ def drop_faint_objects(labels: np.ndarray, intensity: np.ndarray, *, radius: flo
     if len(ids) < 2:
         return labels
     mean = np.asarray(ndi.mean(intensity, labels, ids))
-    centres = np.asarray(ndi.center_of_mass(np.ones(labels.shape, np.uint8), labels, ids))
+    centres = np.asarray(ndi.center_of_mass(labels > 0, labels, ids))
     neighbours = cKDTree(centres).query_ball_point(centres, r=radius)
     brightest = np.array([mean[n].max() for n in neighbours])
     faint = ids[mean < fraction * brightest]

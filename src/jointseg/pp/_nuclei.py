@@ -45,7 +45,7 @@ class NucleiParams:
     min_area: int = 177
     noise_margin: float = 3.0
     min_thickness: float = 0.0
-    nucleus_width: float = 0.0
+    faint_radius: float = 0.0
     faint_fraction: float = 0.0
 
 
@@ -106,9 +106,8 @@ def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams
         small |= np.asarray(thickness) < params.min_thickness
     small[0] = False
     labels[small[labels]] = 0
-    if params.faint_fraction > 0 and params.nucleus_width > 0:
-        labels = drop_faint_objects(labels, smooth, radius=FAINT_RADIUS * params.nucleus_width,
-                                    fraction=params.faint_fraction)  # fmt: skip
+    if params.faint_fraction > 0:
+        labels = drop_faint_objects(labels, smooth, radius=params.faint_radius, fraction=params.faint_fraction)
     return labels.astype(np.int32)
 
 
@@ -236,7 +235,7 @@ def nuclei(
         min_distance=max(1, int(round(min_distance_um * scale))),
         min_area=max(1, int(round(min_area_um2 * scale**2))),
         min_thickness=_THICKNESS * nucleus_width_um / px,
-        nucleus_width=nucleus_width_um / px,
+        faint_radius=FAINT_RADIUS * nucleus_width_um / px,
         faint_fraction=FAINT_FRACTION,
     )
     halo = int(np.ceil((halo_um / px) if halo_um is not None else 5 * nucleus_width_um / px))
