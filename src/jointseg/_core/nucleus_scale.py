@@ -76,28 +76,40 @@ def stain_stats(image: da.Array | np.ndarray, *, max_pixels: int = 4_000_000) ->
     return StainStats(stats.lo, stats.hi, otsu, _pixel_noise(window))
 
 
-#: An object fainter than this fraction of the brightest object within ``FAINT_RADIUS`` nucleus
-#: widths is stained cytoplasm, not a nucleus (see :func:`drop_faint_objects`).
+#: An object fainter than ``FAINT_FRACTION`` of a brighter object within ``FAINT_RADIUS`` nucleus
+#: widths, joined to it by stain at least ``FAINT_JOIN`` of the object's own peak, is stained
+#: cytoplasm, not a nucleus (see :func:`drop_faint_objects`).
 FAINT_FRACTION = 0.2
-FAINT_RADIUS = 2.0
+FAINT_RADIUS = 4.0
+FAINT_JOIN = 0.85
 
 
-def drop_faint_objects(labels: np.ndarray, intensity: np.ndarray, *, radius: float, fraction: float) -> np.ndarray:
-    """Remove the objects whose mean ``intensity`` is below ``fraction`` of the brightest object
-    whose centre lies within ``radius`` pixels of theirs.
+def drop_faint_objects(
+    labels: np.ndarray, intensity: np.ndarray, *, radius: float, fraction: float, join: float = FAINT_JOIN
+) -> np.ndarray:
+    """Remove the objects whose mean ``intensity`` is below ``fraction`` of a brighter object whose
+    centre lies within ``radius`` pixels of theirs and that is joined to them by stain.
 
     A local threshold also passes the bright side of a dim plateau: stained cytoplasm around a
-    nucleus beats its dark surroundings, and its crescents look like nuclei to the threshold. Next to
-    its own nucleus such a crescent is several times fainter, whatever the illumination, while
-    neighbouring nuclei differ far less. ``intensity`` is the normalised stain (background 0).
+    nucleus beats its dark surroundings, and its crescents look like nuclei to the threshold. Such a
+    crescent is several times fainter than its own nucleus, whatever the illumination, and lies on
+    the same plateau: a path from one to the other never drops below ``join`` of the crescent's
+    peak (it has no prominence of its own). A dim nucleus beside a bright one is also several times
+    fainter, but darker background separates them, so it is kept. The plateau can reach far along
+    elongated cells, hence a ``radius`` of several nucleus widths. ``intensity`` is the normalised,
+    smoothed stain (background 0).
 
     Examples
     --------
     >>> import numpy as np
     >>> labels = np.zeros((40, 40), int); labels[5:15, 5:15] = 1; labels[20:30, 5:15] = 2; labels[5:15, 25:35] = 3
     >>> intensity = np.where(labels == 1, 0.9, np.where(labels == 2, 0.1, np.where(labels == 3, 0.6, 0.0)))
-    >>> np.unique(drop_faint_objects(labels, intensity, radius=30, fraction=0.2)).tolist()  # 2 is a crescent
+    >>> intensity[15:20, 5:15] = 0.09  # a crescent (2) on the cytoplasm of nucleus 1
+    >>> np.unique(drop_faint_objects(labels, intensity, radius=30, fraction=0.2)).tolist()
     [0, 1, 3]
+    >>> intensity[15:20, 5:15] = 0.0  # dark background between them: a dim nucleus
+    >>> np.unique(drop_faint_objects(labels, intensity, radius=30, fraction=0.2)).tolist()
+    [0, 1, 2, 3]
 
     """
     ids = np.unique(labels)
@@ -107,9 +119,20 @@ def drop_faint_objects(labels: np.ndarray, intensity: np.ndarray, *, radius: flo
     mean = np.asarray(ndi.mean(intensity, labels, ids))
     centres = np.asarray(ndi.center_of_mass(labels > 0, labels, ids))
     neighbours = cKDTree(centres).query_ball_point(centres, r=radius)
-    brightest = np.array([mean[n].max() for n in neighbours])
-    faint = ids[mean < fraction * brightest]
-    return np.where(np.isin(labels, faint), 0, labels) if len(faint) else labels
+    boxes = ndi.find_objects(labels)
+    faint = []
+    for row in np.flatnonzero(mean < fraction * np.array([mean[n].max() for n in neighbours])):
+        brighter = [n for n in neighbours[row] if fraction * mean[n] > mean[row]]
+        # The plateau is followed within ``radius`` of the object, where its bright neighbours lie.
+        box = boxes[ids[row] - 1]
+        peak = intensity[box][labels[box] == ids[row]].max()
+        window = tuple(slice(max(int(b.start - radius), 0), int(b.stop + radius)) for b in box)
+        plateau, _ = ndi.label(intensity[window] >= join * peak)
+        own = np.unique(plateau[labels[window] == ids[row]])
+        joined = np.isin(plateau, own[own > 0]) & np.isin(labels[window], ids[brighter])
+        if joined.any():
+            faint.append(ids[row])
+    return np.where(np.isin(labels, faint), 0, labels) if faint else labels
 
 
 def smoothed_noise(noise: float, sigma: float) -> float:

@@ -165,8 +165,9 @@ def nuclei(
     A classical, annotation-free segmenter: Gaussian denoising, a local (adaptive) threshold floored
     by a fraction of the global Otsu level (so dim nuclei next to bright ones are kept), hole filling,
     a smoothed distance transform whose maxima seed a marker watershed that splits touching nuclei,
-    a size filter, and a contrast filter: an object fainter than 20% of the brightest object within
-    two nucleus widths is stained cytoplasm around a nucleus, not a nucleus, and is dropped. It runs
+    a size filter, and a contrast filter: an object fainter than 20% of a brighter object within
+    four nucleus widths, and joined to it by a plateau of stain (no prominence of its own), is
+    stained cytoplasm, not a nucleus, and is dropped. It runs
     lazily block by block with a halo; nuclei cut by a block border are kept whole by the block that
     holds their centre (see :mod:`jointseg._core.tiling`).
 
