@@ -66,6 +66,10 @@ def score(sdata, row, name, fn, **kw):
     records.append({**row, "method": name, "mean_iou": scores["mean_iou"], "ap": scores["ap"],
                     "seconds": time.perf_counter() - start,
                     "extent_um": uns.get("cell_extent_um", {}).get("median", np.nan)})  # fmt: skip
+    if not name.startswith("expand "):  # a long run shows each method as it ends
+        last = records[-1]
+        print(f"{row['regime']} {row['um_px']} um/px {name}: mean IoU {last['mean_iou']:.3f}, AP {last['ap']:.3f}, "
+              f"{last['seconds']:.0f} s", flush=True)  # fmt: skip
 
 
 for regime in args.regimes:
