@@ -104,11 +104,14 @@ def _transcripts(
     return ry, rx, index.gene[sel].astype(np.int64)
 
 
-def _triplets(ids: np.ndarray, gene: np.ndarray, n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(id, gene, count)`` of the non-zero ids."""
+def _triplets(ids: np.ndarray, gene: np.ndarray, cells: np.ndarray, n_genes: int) -> tuple[np.ndarray, ...]:
+    """``(row, gene, count)`` of the non-zero ids, ``row`` indexing ``cells`` (the block's sorted ids).
+
+    int32 throughout: a whole slide holds these for every block at once (a third of the int64 form).
+    """
     keep = ids > 0
-    pairs, n = np.unique(ids[keep].astype(np.int64) * n_genes + gene[keep], return_counts=True)
-    return pairs // n_genes, pairs % n_genes, n
+    pairs, n = np.unique(np.searchsorted(cells, ids[keep]) * n_genes + gene[keep], return_counts=True)
+    return (pairs // n_genes).astype(np.int32), (pairs % n_genes).astype(np.int32), n.astype(np.int32)
 
 
 def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_px: float) -> dict:
@@ -127,13 +130,15 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
     ids, first, area = np.unique(inner, return_index=True, return_counts=True)
     fy, fx = np.unravel_index(first, inner.shape)
     cell = labels[ry, rx]
+    cells = ids[ids > 0]  # every cell with a transcript or a core pixel in the window
     return {
+        "cells": cells,
         # Each cell's first pixel in image raster order: an order of the cells that does not depend
         # on their ids (which a tiled run may number differently).
-        "first": (ids[ids > 0], ((fy + y0) * index.shape[1] + fx + x0)[ids > 0]),
-        "core": _triplets(cores[ry, rx], gene, index.n_genes),
-        "cell": _triplets(cell, gene, index.n_genes),
-        "area": (ids[ids > 0], area[ids > 0]),
+        "first": ((fy + y0) * index.shape[1] + fx + x0)[ids > 0],
+        "core": _triplets(cores[ry, rx], gene, cells, index.n_genes),
+        "cell": _triplets(cell, gene, cells, index.n_genes),
+        "area": area[ids > 0],
         "background": np.bincount(gene[cell == 0], minlength=index.n_genes),
         "background_area": int(area[ids == 0].sum()),
     }
@@ -142,19 +147,23 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
 def sum_counts(parts: list[dict], n_genes: int) -> tuple:
     """Add up :func:`count_block` results: sorted cell ids, core and cell count matrices, areas in
     pixels, background counts, background pixels, and each cell's first pixel in raster order.
+
+    The parts' count triplets are dropped from their dicts as they are added: on a whole slide they
+    are the largest thing the refinement holds.
     """
-    area_ids = np.concatenate([p["area"][0] for p in parts])
-    area_n = np.concatenate([p["area"][1] for p in parts])
-    ids, inverse = np.unique(area_ids, return_inverse=True)
-    area = np.bincount(inverse, weights=area_n, minlength=len(ids))
+    ids, inverse = np.unique(np.concatenate([p["cells"] for p in parts]), return_inverse=True)
+    area = np.bincount(inverse, weights=np.concatenate([p["area"] for p in parts]), minlength=len(ids))
     first = np.full(len(ids), np.iinfo(np.int64).max)
-    np.minimum.at(first, inverse, np.concatenate([p["first"][1] for p in parts]).astype(np.int64))
+    np.minimum.at(first, inverse, np.concatenate([p["first"] for p in parts]).astype(np.int64))
+    rows_of = np.split(inverse.astype(np.int32), np.cumsum([len(p["cells"]) for p in parts])[:-1])
 
     def matrix(key: str) -> sparse.csr_matrix:
-        rows = np.concatenate([p[key][0] for p in parts])
-        cols = np.concatenate([p[key][1] for p in parts])
-        vals = np.concatenate([p[key][2] for p in parts])
-        return sparse.csr_matrix((vals, (np.searchsorted(ids, rows), cols)), shape=(len(ids), n_genes))
+        triplets = [p.pop(key) for p in parts]
+        rows = np.concatenate([rows_of_part[t[0]] for rows_of_part, t in zip(rows_of, triplets, strict=True)])
+        cols = np.concatenate([t[1] for t in triplets])
+        vals = np.concatenate([t[2] for t in triplets])
+        del triplets
+        return sparse.csr_matrix((vals, (rows, cols)), shape=(len(ids), n_genes))
 
     background = np.sum([p["background"] for p in parts], axis=0)
     return (ids, matrix("core"), matrix("cell"), area, background, sum(p["background_area"] for p in parts),
@@ -296,13 +305,14 @@ def refine_labels(
     def window(array, blk):
         return None if array is None else array[blk.ext_slices]
 
-    parts = dask.compute(*[
+    parts = list(dask.compute(*[
         dask.delayed(count_block, pure=True)(
             labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, core_px
         )
         for blk in grid
-    ])  # fmt: skip
-    ids, core, cell, area_px, background, background_px, first = sum_counts(list(parts), index.n_genes)
+    ]))  # fmt: skip
+    ids, core, cell, area_px, background, background_px, first = sum_counts(parts, index.n_genes)
+    del parts
     if len(ids) == 0:
         raise ValueError("The segmentation to refine has no cells.")
     if core.sum() == 0:
