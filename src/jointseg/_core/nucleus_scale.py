@@ -119,9 +119,10 @@ def drop_faint_objects(
     mean = np.asarray(ndi.mean(intensity, labels, ids))
     centres = np.asarray(ndi.center_of_mass(labels > 0, labels, ids))
     neighbours = cKDTree(centres).query_ball_point(centres, r=radius)
-    boxes = ndi.find_objects(labels)
+    candidates = np.flatnonzero(mean < fraction * np.array([mean[n].max() for n in neighbours]))
+    boxes = ndi.find_objects(labels) if len(candidates) else []
     faint = []
-    for row in np.flatnonzero(mean < fraction * np.array([mean[n].max() for n in neighbours])):
+    for row in candidates:
         brighter = [n for n in neighbours[row] if fraction * mean[n] > mean[row]]
         # The plateau is followed within ``radius`` of the object, where its bright neighbours lie.
         box = boxes[ids[row] - 1]
