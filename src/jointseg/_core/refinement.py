@@ -50,6 +50,8 @@ class RefineParams:
     seed: int = 0
     temperature: float = 3.0
     anneal_sweeps: int = 20
+    em_iterations: int = 3
+    em_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("bin_um", "density_sigma_um"):
@@ -60,8 +62,13 @@ class RefineParams:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not 0 < self.ambient < 1:
             raise ValueError(f"ambient must be in (0, 1), got {self.ambient}.")
-        if self.n_types < 1 or self.max_sweeps < 1:
-            raise ValueError(f"n_types and max_sweeps must be >= 1, got {self.n_types} and {self.max_sweeps}.")
+        if self.n_types < 1 or self.max_sweeps < 1 or self.em_iterations < 1:
+            raise ValueError(
+                f"n_types, max_sweeps and em_iterations must be >= 1, got {self.n_types}, {self.max_sweeps} and "
+                f"{self.em_iterations}."
+            )
+        if not self.em_tolerance >= 0:
+            raise ValueError(f"em_tolerance must be >= 0, got {self.em_tolerance}.")
 
 
 def cell_anchors(labels: np.ndarray, nuclei: np.ndarray | None = None) -> np.ndarray:
@@ -230,9 +237,11 @@ def refine_block(
     max_sweeps: int,
     temperatures: np.ndarray,
     seed: int,
-) -> np.ndarray:
+    count_core_px: float | None = None,
+) -> np.ndarray | dict:
     """Refined labels of one block's ``core`` window (see the module docstring); ``ext`` must start
-    on a multiple of ``bin_px``.
+    on a multiple of ``bin_px``. With ``count_core_px``, the :func:`count_block` counts of the refined
+    cells instead (an EM step: what the next expression model is fitted to).
     """
     labels = np.asarray(labels_ext).astype(np.int64)
     nuclei = None if nuclei_ext is None else np.asarray(nuclei_ext)
@@ -273,8 +282,36 @@ def refine_block(
     pixels = upsample_labels(refined, s, (h, w))
     if nuclei is not None:
         pixels = np.where((nuclei > 0) & (labels > 0), labels, pixels)
+    if count_core_px is not None:
+        return count_block(pixels, nuclei, index, ext, core, count_core_px)
     y0, y1, x0, x1 = core
     return pixels[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]]
+
+
+def moved_fraction(old: tuple, new: tuple) -> float:
+    """Share of the counted transcripts that changed cell between two :func:`sum_counts` results
+    (half the L1 distance of their per-cell gene counts and background counts over the total: a
+    lower bound, since two transcripts of one gene swapping cells cancel out).
+
+    Examples
+    --------
+    >>> from scipy import sparse
+    >>> old = (np.array([1, 2]), None, sparse.csr_matrix([[3, 0], [0, 1]]), None, np.array([0, 0]))
+    >>> new = (np.array([1, 2]), None, sparse.csr_matrix([[2, 0], [0, 1]]), None, np.array([1, 0]))
+    >>> moved_fraction(old, new)
+    0.25
+
+    """
+    ids = np.union1d(old[0], new[0])
+
+    def on_union(counted):
+        rows = np.searchsorted(ids, counted[0])
+        onto = sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(len(ids), len(rows)))
+        return onto @ counted[2]
+
+    total = old[2].sum() + np.sum(old[4])
+    diff = abs(on_union(old) - on_union(new)).sum() + np.abs(np.asarray(old[4]) - np.asarray(new[4])).sum()
+    return float(diff / 2 / max(total, 1))
 
 
 def refine_labels(
@@ -305,42 +342,59 @@ def refine_labels(
     def window(array, blk):
         return None if array is None else array[blk.ext_slices]
 
-    parts = list(dask.compute(*[
-        dask.delayed(count_block, pure=True)(
+    def summed(step) -> tuple:
+        return sum_counts(list(dask.compute(*[step(blk) for blk in grid])), index.n_genes)
+
+    def fitted(counted: tuple) -> ExpressionModel:
+        ids, core, cell, area_px, background, background_px, first = counted
+        px2 = pixel_size_um**2
+        return fit_expression_model(
+            ids, core, cell, area_px * px2, background, background_px * px2,
+            n_types=params.n_types, prior_counts=params.prior_counts, ambient=params.ambient, seed=params.seed,
+            order=np.argsort(first),
+        )  # fmt: skip
+
+    def solved(blk, model, **kw):
+        return dask.delayed(refine_block, pure=True)(
+            labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, model,
+            bin_px=s, bin_area_um2=(s * pixel_size_um) ** 2, grow_px=grow_px,
+            sigma=params.density_sigma_um / pixel_size_um, min_count=params.min_density_per_um2 * pixel_size_um**2,
+            smoothness=params.smoothness, max_sweeps=params.max_sweeps,
+            temperatures=np.geomspace(params.temperature, 0.05, params.anneal_sweeps)
+            if params.anneal_sweeps else np.zeros(0), seed=params.seed, **kw,
+        )  # fmt: skip
+
+    counted = summed(
+        lambda blk: dask.delayed(count_block, pure=True)(
             labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, core_px
         )
-        for blk in grid
-    ]))  # fmt: skip
-    ids, core, cell, area_px, background, background_px, first = sum_counts(parts, index.n_genes)
-    del parts
-    if len(ids) == 0:
+    )
+    if len(counted[0]) == 0:
         raise ValueError("The segmentation to refine has no cells.")
-    if core.sum() == 0:
+    if counted[1].sum() == 0:
         raise ValueError("No transcript falls in any cell's core: nothing to learn the cells' expression from.")
-    px2 = pixel_size_um**2
-    model = fit_expression_model(
-        ids, core, cell, area_px * px2, background, background_px * px2,
-        n_types=params.n_types, prior_counts=params.prior_counts, ambient=params.ambient, seed=params.seed,
-        order=np.argsort(first),
-    )  # fmt: skip
-    delayed_model = dask.delayed(model)
-    min_count = params.min_density_per_um2 * px2
-    refined = array_from_blocks(
-        grid,
-        lambda blk: dask.delayed(refine_block, pure=True)(
-            labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, delayed_model,
-            bin_px=s, bin_area_um2=(s * pixel_size_um) ** 2, grow_px=grow_px,
-            sigma=params.density_sigma_um / pixel_size_um, min_count=min_count, smoothness=params.smoothness,
-            max_sweeps=params.max_sweeps, temperatures=np.geomspace(params.temperature, 0.05, params.anneal_sweeps)
-            if params.anneal_sweeps else np.zeros(0), seed=params.seed,
-        ),
-        dtype=np.int64,
-    )  # fmt: skip
+    model = fitted(counted)
+    median_core = float(np.median(np.asarray(counted[1].sum(axis=1))))
+    # EM: the cells' profiles and rates are re-fitted to the refined cells, and the input solved again
+    # (same zone, same start): rates from outlines that were too large are too low, and profiles from
+    # cores that held a neighbour's cytoplasm are mixed.
+    moved = []
+    for _ in range(params.em_iterations - 1):
+        step_model = dask.delayed(model)
+        refined_counts = summed(lambda blk, m=step_model: solved(blk, m, count_core_px=core_px))
+        moved.append(moved_fraction(counted, refined_counts))
+        counted, model = refined_counts, fitted(refined_counts)
+        logger.info("refine: EM step %d, %.1f%% of the transcripts changed cell.", len(moved), 100 * moved[-1])
+        if len(moved) > 1 and moved[-1] <= params.em_tolerance:
+            break
+    final_model = dask.delayed(model)
+    refined = array_from_blocks(grid, lambda blk: solved(blk, final_model), dtype=np.int64)
     info = {
         **asdict(params),
         "bin_px": s,
         "grow_um": grow_um,
         "n_types_found": model.n_types,
-        "median_core_transcripts": float(np.median(np.asarray(core.sum(axis=1)))),
+        "median_core_transcripts": median_core,
+        "em_moved_fraction": moved,
     }
     return refined, info

@@ -35,6 +35,8 @@ def refine(
     temperature: float = 3.0,
     anneal_sweeps: int = 20,
     max_sweeps: int = 30,
+    em_iterations: int = 3,
+    em_tolerance: float = 0.01,
     min_density_per_um2: float = 0.15,
     density_sigma_um: float = 2.0,
     max_cell_diameter_um: float | None = None,
@@ -94,6 +96,10 @@ def refine(
         boundaries can cross a bin that alone would not move. 0 sweeps: greedy only.
     max_sweeps
         Most greedy sweeps per block after the annealing.
+    em_iterations, em_tolerance
+        Solves in all: after each but the last, the profiles and rates are fitted again to the
+        refined cells (EM), until fewer than ``em_tolerance`` of the transcripts change cell between
+        two solves. 1: one solve, from the input cells' counts.
     min_density_per_um2, density_sigma_um
         The transcript foreground cells may grow into (as :func:`jointseg.seg.expand_nuclei`).
     max_cell_diameter_um
@@ -136,7 +142,8 @@ def refine(
         sdata = deepcopy(sdata)
     params = RefineParams(
         bin_um=bin_um, smoothness=smoothness, core_um=core_um, prior_counts=prior_counts, ambient=ambient,
-        n_types=n_types, max_sweeps=max_sweeps, min_density_per_um2=min_density_per_um2,
+        n_types=n_types, max_sweeps=max_sweeps, em_iterations=em_iterations, em_tolerance=em_tolerance,
+        min_density_per_um2=min_density_per_um2,
         density_sigma_um=density_sigma_um, seed=seed, temperature=temperature, anneal_sweeps=anneal_sweeps,
     )  # fmt: skip
     if grow_um is not None and grow_um < 0:
