@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from scipy import sparse
 
-from jointseg._core.refinement import cell_anchors, upsample_labels
+from jointseg._core.refinement import cell_anchors, moved_fraction, upsample_labels
 
 
 def _reference(bins, s, shape):
@@ -50,3 +51,12 @@ def test_anchors_of_cells_with_huge_ids():
     assert anchors[4, 15] == 7 and (anchors == 7).sum() == 1
     deep = anchors == 10**12
     assert deep[4, 4] and not deep[0].any() and not deep[:, 0].any()
+
+
+def test_moved_fraction_aligns_cells_by_id():
+    old = (np.array([1, 2]), None, sparse.csr_matrix([[4, 0], [0, 4]]), None, np.array([2, 0]))
+    new = (np.array([2, 3]), None, sparse.csr_matrix([[0, 4], [3, 0]]), None, np.array([2, 0]))
+    # cell 1's 4 transcripts went to cell 3 (3) and the background's count is unchanged: 4 of 10 moved,
+    # but the L1 bound sees 4 leave and 3 arrive.
+    assert moved_fraction(old, new) == pytest.approx(3.5 / 10)
+    assert moved_fraction(old, old) == 0.0

@@ -69,6 +69,21 @@ def test_same_seed_same_cells_and_tiled_equals_whole(expanded):
     assert jg.metrics.instance_scores(whole, tiled)["mean_iou"] >= 0.99
 
 
+def test_em_refits_the_cells_until_they_settle(expanded):
+    def moved(out):
+        return out["refined_table"].uns["jointseg"]["refined_labels"]["refine"]["em_moved_fraction"]
+
+    once = _refine(expanded, em_iterations=1)
+    assert len(moved(once)) == 0
+    twice = _refine(expanded, em_iterations=2)
+    assert len(moved(twice)) == 1 and moved(twice)[0] > 0.005  # the first fit's cells were the input's
+    assert not np.array_equal(once["refined_labels"].values, twice["refined_labels"].values)
+    settled = _refine(expanded, em_iterations=6, em_tolerance=1.0)  # any change counts as settled
+    assert len(moved(settled)) == 2
+    with pytest.raises(ValueError, match="em_iterations"):
+        _refine(expanded, em_iterations=0)
+
+
 def test_polygons_refine_like_their_labels(expanded):
     """A vendor's cells come as polygons: rasterised, they refine like the labels they outline."""
     from_labels = _refine(expanded)["refined_labels"].values

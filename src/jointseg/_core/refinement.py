@@ -1,21 +1,22 @@
 """Blockwise refinement of a segmentation by each cell's own expression.
 
-Two passes over blocks with a halo. The first counts, per cell, the transcripts of its core (its
+Passes over blocks with a halo. The first counts, per cell, the transcripts of its core (its
 anchor grown by ``core_px`` inside the cell) and of its whole outline, and the background's
 (:func:`count_block`); :func:`jointseg._core.expression_model.fit_expression_model` turns them
-into profiles. The second (:func:`refine_block`) grows the input cells into the transcript
+into profiles. The next (:func:`refine_block`) grows the input cells into the transcript
 foreground by ``grow_px`` (the most a cell may gain), bins the window on a grid aligned to the
 image origin (so neighbouring blocks share bins), and lets
 :func:`jointseg._core.bin_solver.solve_bins` move bins between cells and the background. Bins on
 an anchor never move. The refined bins are mapped back to pixels, anchors keep their exact
 pixels, and the block's core is returned; with a halo wider than a cell plus its growth, a
-block's core sees every cell that can reach it whole.
+block's core sees every cell that can reach it whole. EM: before the last solve, the cells'
+profiles and rates may be fitted again to the refined cells' counts and the input solved again.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import dask
 import dask.array as da
@@ -50,7 +51,7 @@ class RefineParams:
     seed: int = 0
     temperature: float = 3.0
     anneal_sweeps: int = 20
-    em_iterations: int = 3
+    em_iterations: int = 2
     em_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
@@ -376,14 +377,18 @@ def refine_labels(
     model = fitted(counted)
     median_core = float(np.median(np.asarray(counted[1].sum(axis=1))))
     # EM: the cells' profiles and rates are re-fitted to the refined cells, and the input solved again
-    # (same zone, same start): rates from outlines that were too large are too low, and profiles from
-    # cores that held a neighbour's cytoplasm are mixed.
+    # (same zone, same start): rates from outlines that were too large are too low. The background
+    # keeps what was measured outside the input cells: outside the refined cells are only the gaps
+    # the cells gave up, the emptiest places, and a background fitted there lets the cells grow at
+    # each step (measured on the crop: 95.5% -> 96.9% assigned in 3 steps, MECR 0.061 -> 0.063).
     moved = []
     for _ in range(params.em_iterations - 1):
         step_model = dask.delayed(model)
         refined_counts = summed(lambda blk, m=step_model: solved(blk, m, count_core_px=core_px))
         moved.append(moved_fraction(counted, refined_counts))
-        counted, model = refined_counts, fitted(refined_counts)
+        counted = refined_counts
+        model = replace(fitted(refined_counts), background=model.background,
+                        background_rate_per_um2=model.background_rate_per_um2)  # fmt: skip
         logger.info("refine: EM step %d, %.1f%% of the transcripts changed cell.", len(moved), 100 * moved[-1])
         if len(moved) > 1 and moved[-1] <= params.em_tolerance:
             break
