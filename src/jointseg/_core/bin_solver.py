@@ -34,12 +34,13 @@ def _keeps_connected(lab: np.ndarray, y: int, x: int, a: int) -> bool:
     h, w = lab.shape
     ring_y = (-1, -1, 0, 1, 1, 1, 0, -1)
     ring_x = (0, 1, 1, 1, 0, -1, -1, -1)
-    ring = np.zeros(8, np.bool_)
+    ring = 0  # bit k: ring position k holds ``a`` (a bit mask, not an array: no allocation per call)
     start = -1
     for k in range(8):
         yy, xx = y + ring_y[k], x + ring_x[k]
-        ring[k] = 0 <= yy < h and 0 <= xx < w and lab[yy, xx] == a
-        if not ring[k] and start < 0:
+        if 0 <= yy < h and 0 <= xx < w and lab[yy, xx] == a:
+            ring |= 1 << k
+        elif start < 0:
             start = k
     if start < 0:
         return True
@@ -48,7 +49,7 @@ def _keeps_connected(lab: np.ndarray, y: int, x: int, a: int) -> bool:
     touches_side = False
     for step in range(1, 9):
         k = (start + step) % 8
-        if ring[k]:
+        if ring >> k & 1:
             if not in_run:
                 in_run, touches_side = True, False
             touches_side = touches_side or k % 2 == 0
@@ -100,14 +101,16 @@ def _uniform(seed: int, sweep: int, y: int, x: int) -> float:
 
 
 @njit(cache=True)
-def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness, temperature, seed, oy, ox):
-    """Update one bin (see :func:`solve_bins`); returns whether it moved."""
+def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness, temperature, seed, oy, ox,
+           candidates, scores):  # fmt: skip
+    """Update one bin (see :func:`solve_bins`); returns whether it moved. ``candidates`` and
+    ``scores`` are work buffers of 6 (allocated once per solve: an allocation per bin cost as much
+    as the rest of the visit).
+    """
     h, w = lab.shape
     if frozen[y, x]:
         return False
     a = lab[y, x]
-    candidates = np.empty(6, np.int64)
-    scores = np.empty(6)
     n = 0
     for dy, dx in ((-1, 0), (0, 1), (1, 0), (0, -1)):
         yy, xx = y + dy, x + dx
@@ -203,6 +206,8 @@ def solve_bins(
     oy, ox = origin
     n_anneal = len(temperatures)
     moves = np.zeros(n_anneal + max_sweeps, np.int64)
+    candidates = np.empty(6, np.int64)
+    scores = np.empty(6)
     for sweep in range(n_anneal + max_sweeps):
         temperature = temperatures[sweep] if sweep < n_anneal else 0.0
         for phase in range(4):
@@ -211,7 +216,7 @@ def solve_bins(
             for y in range(y0, h, 2):
                 for x in range(x0, w, 2):
                     moves[sweep] += _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate,
-                                           smoothness, temperature, seed, oy, ox)  # fmt: skip
+                                           smoothness, temperature, seed, oy, ox, candidates, scores)  # fmt: skip
         if moves[sweep] == 0 and sweep >= n_anneal:
             return moves[: sweep + 1]
     return moves
