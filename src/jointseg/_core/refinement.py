@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 from numba import njit
 from scipy import ndimage as ndi
 from scipy import sparse
@@ -85,7 +86,8 @@ def cell_anchors(labels: np.ndarray, nuclei: np.ndarray | None = None) -> np.nda
 
     """
     anchors = np.zeros_like(labels) if nuclei is None else np.where(nuclei > 0, labels, 0)
-    missing = np.setdiff1d(np.unique(labels[labels > 0]), np.unique(anchors[anchors > 0]))
+    missing = np.setdiff1d(pd.unique(labels.ravel()), pd.unique(anchors.ravel()))  # hashing: ~5x np.unique
+    missing = missing[missing > 0]
     if len(missing) == 0:
         return anchors
     # Numbered 1..k first: find_objects lists every id up to the largest, and tiled labels carry
@@ -122,6 +124,57 @@ def _triplets(ids: np.ndarray, gene: np.ndarray, cells: np.ndarray, n_genes: int
     return (pairs // n_genes).astype(np.int32), (pairs % n_genes).astype(np.int32), n.astype(np.int32)
 
 
+@njit(cache=True)
+def _nearest_anchor(anchors, ry, rx, offsets_y, offsets_x) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.zeros(len(ry), anchors.dtype)
+    h, w = anchors.shape
+    for t in range(len(ry)):
+        for k in range(len(offsets_y)):  # nearest first: the first anchor met is the nearest
+            yy, xx = ry[t] + offsets_y[k], rx[t] + offsets_x[k]
+            if 0 <= yy < h and 0 <= xx < w and anchors[yy, xx] != 0:
+                out[t] = anchors[yy, xx]
+                break
+    return out
+
+
+def core_cells(anchors: np.ndarray, labels: np.ndarray, ry: np.ndarray, rx: np.ndarray, core_px: float) -> np.ndarray:
+    """The cell whose core holds each point ``(ry, rx)``, 0 if none: the cell the point lies in, if
+    the nearest anchor pixel within ``core_px`` is that cell's (each cell's anchor grown by ``core_px``
+    inside the cell, as :func:`jointseg._core.expansion.grow_nuclei` would grow it, evaluated at the
+    points only: a distance transform of the whole block cost ~0.45 s of a 2,048 px block's 0.8).
+
+    Examples
+    --------
+    >>> anchors = np.zeros((1, 9), int); anchors[0, 0] = 1; anchors[0, 8] = 2
+    >>> labels = np.array([[1, 1, 1, 1, 2, 2, 2, 2, 2]])
+    >>> core_cells(anchors, labels, np.zeros(4, int), np.array([1, 3, 4, 6]), 3.0)
+    array([1, 1, 0, 2])
+
+    """
+    r = int(np.floor(core_px))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    d2 = (dy**2 + dx**2).ravel()
+    order = np.argsort(d2, kind="stable")
+    order = order[d2[order] <= core_px**2]
+    nearest = _nearest_anchor(anchors, ry, rx, dy.ravel()[order], dx.ravel()[order])
+    inside = labels[ry, rx]
+    return np.where(nearest == inside, inside, 0)
+
+
+def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted unique values of a flat array, the index of each one's first occurrence and its count:
+    ``np.unique(values, return_index=True, return_counts=True)`` by hashing (pandas), ~3x faster on
+    a block's labels than numpy's sort.
+    """
+    codes, uniques = pd.factorize(values, sort=False)
+    counts = np.bincount(codes, minlength=len(uniques))
+    # Codes number the values in order of first occurrence: a value first occurs where the running
+    # maximum of the codes rises.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    order = np.argsort(uniques)
+    return uniques[order], first[order], counts[order]
+
+
 def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_px: float) -> dict:
     """Counts of one block for the expression model: per (cell, gene) in the cores and the whole
     cells, pixels per cell, and per gene and pixels outside every cell; only transcripts and pixels
@@ -129,13 +182,12 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
     """
     labels = np.asarray(labels_ext).astype(np.int64)
     nuclei = None if nuclei_ext is None else np.asarray(nuclei_ext)
-    anchors = cell_anchors(labels, nuclei)
-    cores = np.where(grow_nuclei(anchors, labels > 0, distance=core_px) == labels, labels, 0)
     y0, y1, x0, x1 = core
     ry, rx, gene = _transcripts(index, core)
     ry, rx = ry + y0 - ext[0], rx + x0 - ext[2]
+    in_core = core_cells(cell_anchors(labels, nuclei), labels, ry, rx, core_px)
     inner = labels[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]]
-    ids, first, area = np.unique(inner, return_index=True, return_counts=True)
+    ids, first, area = _sorted_unique(inner.ravel())
     fy, fx = np.unravel_index(first, inner.shape)
     cell = labels[ry, rx]
     cells = ids[ids > 0]  # every cell with a transcript or a core pixel in the window
@@ -144,7 +196,7 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
         # Each cell's first pixel in image raster order: an order of the cells that does not depend
         # on their ids (which a tiled run may number differently).
         "first": ((fy + y0) * index.shape[1] + fx + x0)[ids > 0],
-        "core": _triplets(cores[ry, rx], gene, cells, index.n_genes),
+        "core": _triplets(in_core, gene, cells, index.n_genes),
         "cell": _triplets(cell, gene, cells, index.n_genes),
         "area": area[ids > 0],
         "background": np.bincount(gene[cell == 0], minlength=index.n_genes),
