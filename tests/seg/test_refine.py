@@ -69,6 +69,14 @@ def test_same_seed_same_cells_and_tiled_equals_whole(expanded):
     assert jg.metrics.instance_scores(whole, tiled)["mean_iou"] >= 0.99
 
 
+def test_counts_summed_in_batches_of_blocks_give_the_same_cells(expanded, monkeypatch):
+    import jointseg._core.refinement as refinement
+
+    at_once = _refine(expanded, block_size=160)["refined_labels"].values  # 9 blocks, one batch
+    monkeypatch.setattr(refinement, "_BLOCKS_PER_SUM", 2)
+    np.testing.assert_array_equal(_refine(expanded, block_size=160)["refined_labels"].values, at_once)
+
+
 def test_em_refits_the_cells_until_they_settle(expanded):
     def moved(out):
         return out["refined_table"].uns["jointseg"]["refined_labels"]["refine"]["em_moved_fraction"]

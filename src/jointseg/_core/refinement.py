@@ -35,6 +35,9 @@ from jointseg._core.transcripts import TranscriptIndex
 
 logger = logging.getLogger("jointseg")
 
+#: Blocks counted at once before their counts are added to the running sums.
+_BLOCKS_PER_SUM = 16
+
 
 @dataclass(frozen=True)
 class RefineParams:
@@ -230,6 +233,30 @@ def sum_counts(parts: list[dict], n_genes: int) -> tuple:
             first)  # fmt: skip
 
 
+def as_part(counted: tuple) -> dict:
+    """A :func:`sum_counts` result as one more part to add (running sums over batches of blocks).
+
+    Examples
+    --------
+    >>> part = {"cells": np.array([3]), "first": np.array([0]), "area": np.array([4]),
+    ...         "core": _triplets(np.array([3]), np.array([1]), np.array([3]), 2),
+    ...         "cell": _triplets(np.array([3]), np.array([1]), np.array([3]), 2),
+    ...         "background": np.array([1, 0]), "background_area": 5}
+    >>> ids, core, *_ = sum_counts([as_part(sum_counts([dict(part)], 2)), dict(part)], 2)
+    >>> ids, core.toarray()
+    (array([3]), array([[0, 2]], dtype=int32))
+
+    """
+    ids, core, cell, area, background, background_area, first = counted
+
+    def triplets(matrix: sparse.csr_matrix) -> tuple[np.ndarray, ...]:
+        coo = matrix.tocoo()
+        return coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.int32)
+
+    return {"cells": ids, "first": first, "area": area, "core": triplets(core), "cell": triplets(cell),
+            "background": background, "background_area": background_area}  # fmt: skip
+
+
 @njit(cache=True)
 def _tent_argmax(bins, i0, i1, j0, j1, fy, fx, out) -> None:  # pragma: no cover - compiled
     for y in range(out.shape[0]):
@@ -396,7 +423,13 @@ def refine_labels(
         return None if array is None else array[blk.ext_slices]
 
     def summed(step) -> tuple:
-        return sum_counts(list(dask.compute(*[step(blk) for blk in grid])), index.n_genes)
+        # A batch of blocks at a time, folded into the running sums: every block's triplets held
+        # until the end, then concatenated, were the refinement's memory peak on a whole slide.
+        blocks, total = list(grid), None
+        for start in range(0, len(blocks), _BLOCKS_PER_SUM):
+            parts = list(dask.compute(*[step(blk) for blk in blocks[start : start + _BLOCKS_PER_SUM]]))
+            total = sum_counts(parts if total is None else [as_part(total), *parts], index.n_genes)
+        return total
 
     def fitted(counted: tuple) -> ExpressionModel:
         ids, core, cell, area_px, background, background_px, first = counted
