@@ -55,7 +55,7 @@ class RefineParams:
     seed: int = 0
     temperature: float = 3.0
     anneal_sweeps: int = 20
-    em_iterations: int = 2
+    em_iterations: int = 1
     em_tolerance: float = 0.01
 
     def __post_init__(self) -> None:

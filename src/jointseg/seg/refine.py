@@ -35,7 +35,7 @@ def refine(
     temperature: float = 3.0,
     anneal_sweeps: int = 20,
     max_sweeps: int = 30,
-    em_iterations: int = 2,
+    em_iterations: int = 1,
     em_tolerance: float = 0.01,
     min_density_per_um2: float = 0.15,
     density_sigma_um: float = 2.0,
