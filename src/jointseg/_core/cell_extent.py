@@ -94,32 +94,38 @@ class CellExtent:
 def _block_tables(nuclei_ext, index: TranscriptIndex, ext, core, n_bins: int, bin_px: float):
     """Per nucleus id seen in the block: transcripts and pixels by distance bin, from the block's core."""
     nuclei_ext = np.asarray(nuclei_ext)
-    distance, (iy, ix) = ndi.distance_transform_edt(nuclei_ext == 0, return_indices=True)
-    nearest = nuclei_ext[iy, ix]
     y0, y1, x0, x1 = core
     cy, cx = slice(y0 - ext[0], y1 - ext[0]), slice(x0 - ext[2], x1 - ext[2])
-    nearest, distance = nearest[cy, cx], distance[cy, cx]
+    # The transform covers the halo, but only the core is kept, copied, so that the full-size arrays
+    # are freed at once: two blocks' transforms at a time were the whole-slide memory peak.
+    distance, (iy, ix) = ndi.distance_transform_edt(nuclei_ext == 0, return_indices=True)
+    nearest = nuclei_ext[iy[cy, cx], ix[cy, cx]]
+    del iy, ix
+    distance = distance[cy, cx]
     # Pixels outside nuclei only: the profile is the cytoplasm's (distance 1 px is the first ring).
-    dbin = np.floor((distance - 1) / bin_px).astype(np.int64)
+    dbin = np.floor((distance - 1) / bin_px).astype(np.int32)
     inside = (distance > 0) & (dbin < n_bins) & (nearest > 0)
+    del distance
     sel = index.window(y0, y1, x0, x1)
     sel = sel[index.gene[sel] >= 0]
     ty = np.rint(index.y[sel]).astype(np.int64) - y0
     tx = np.rint(index.x[sel]).astype(np.int64) - x0
     t_in = inside[ty, tx]
+    ty, tx = ty[t_in], tx[t_in]
     ids = np.unique(nearest[inside])
     if not len(ids):
         return ids, np.zeros((0, n_bins), np.int64), np.zeros((0, n_bins), np.int64), np.zeros((0, 3))
-    row = np.searchsorted(ids, nearest)
-    area = np.bincount(row[inside] * n_bins + dbin[inside], minlength=len(ids) * n_bins)
-    counts = np.bincount(row[ty[t_in], tx[t_in]] * n_bins + dbin[ty[t_in], tx[t_in]], minlength=len(ids) * n_bins)
+    area = np.bincount(np.searchsorted(ids, nearest[inside]) * n_bins + dbin[inside], minlength=len(ids) * n_bins)
+    counts = np.bincount(np.searchsorted(ids, nearest[ty, tx]) * n_bins + dbin[ty, tx], minlength=len(ids) * n_bins)
     # Nucleus pixels of the core: their number and coordinate sums (areas and centres, summed over blocks).
-    core_nuclei = nuclei_ext[cy, cx].ravel()
-    yy, xx = np.mgrid[y0:y1, x0:x1]
+    core_nuclei = nuclei_ext[cy, cx]
     size = int(ids.max()) + 1
+    rows = np.arange(y0, y1, dtype=np.float64)
+    cols = np.arange(x0, x1, dtype=np.float64)
     nucleus_px = np.stack([
-        np.bincount(core_nuclei, minlength=size), np.bincount(core_nuclei, yy.ravel(), size),
-        np.bincount(core_nuclei, xx.ravel(), size),
+        np.bincount(core_nuclei.ravel(), minlength=size),
+        np.bincount(core_nuclei.ravel(), np.broadcast_to(rows[:, None], core_nuclei.shape).ravel(), size),
+        np.bincount(core_nuclei.ravel(), np.broadcast_to(cols[None, :], core_nuclei.shape).ravel(), size),
     ], axis=1)[ids]  # fmt: skip
     return ids, counts.reshape(-1, n_bins), area.reshape(-1, n_bins), nucleus_px
 
