@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from jointseg._core.refinement import cell_anchors, moved_fraction, upsample_labels
+from jointseg._core.refinement import SlideCounts, cell_anchors, moved_fraction, upsample_labels
 
 
 def _reference(bins, s, shape):
@@ -54,8 +54,8 @@ def test_anchors_of_cells_with_huge_ids():
 
 
 def test_moved_fraction_aligns_cells_by_id():
-    old = (np.array([1, 2]), None, sparse.csr_matrix([[4, 0], [0, 4]]), None, np.array([2, 0]))
-    new = (np.array([2, 3]), None, sparse.csr_matrix([[0, 4], [3, 0]]), None, np.array([2, 0]))
+    old = SlideCounts(np.array([1, 2]), None, sparse.csr_matrix([[4, 0], [0, 4]]), None, np.array([2, 0]), 0, None)
+    new = old._replace(ids=np.array([2, 3]), cell=sparse.csr_matrix([[0, 4], [3, 0]]))
     # cell 1's 4 transcripts went to cell 3 (3) and the background's count is unchanged: 4 of 10 moved,
     # but the L1 bound sees 4 leave and 3 arrive.
     assert moved_fraction(old, new) == pytest.approx(3.5 / 10)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import dask
 import dask.array as da
@@ -37,6 +38,18 @@ logger = logging.getLogger("jointseg")
 
 #: Blocks counted at once before their counts are added to the running sums.
 _BLOCKS_PER_SUM = 16
+
+
+class SlideCounts(NamedTuple):
+    """What :func:`sum_counts` adds up from the blocks: the expression model's input."""
+
+    ids: np.ndarray  #: sorted cell ids
+    core: sparse.csr_matrix  #: (cell, gene) counts in the cells' cores
+    cell: sparse.csr_matrix  #: (cell, gene) counts in the whole cells
+    area_px: np.ndarray  #: each cell's pixels
+    background: np.ndarray  #: counts per gene outside every cell
+    background_px: int  #: pixels outside every cell
+    first: np.ndarray  #: each cell's first pixel in image raster order
 
 
 @dataclass(frozen=True)
@@ -183,7 +196,7 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
     cells, pixels per cell, and per gene and pixels outside every cell; only transcripts and pixels
     of the block's ``core`` window count, so blocks add up exactly.
     """
-    labels = np.asarray(labels_ext).astype(np.int64)
+    labels = np.asarray(labels_ext).astype(np.int64, copy=False)  # an EM step passes int64 already
     nuclei = None if nuclei_ext is None else np.asarray(nuclei_ext)
     y0, y1, x0, x1 = core
     ry, rx, gene = _transcripts(index, core)
@@ -207,9 +220,8 @@ def count_block(labels_ext, nuclei_ext, index: TranscriptIndex, ext, core, core_
     }
 
 
-def sum_counts(parts: list[dict], n_genes: int) -> tuple:
-    """Add up :func:`count_block` results: sorted cell ids, core and cell count matrices, areas in
-    pixels, background counts, background pixels, and each cell's first pixel in raster order.
+def sum_counts(parts: list[dict], n_genes: int) -> SlideCounts:
+    """Add up :func:`count_block` results.
 
     The parts' count triplets are dropped from their dicts as they are added: on a whole slide they
     are the largest thing the refinement holds.
@@ -229,11 +241,11 @@ def sum_counts(parts: list[dict], n_genes: int) -> tuple:
         return sparse.csr_matrix((vals, (rows, cols)), shape=(len(ids), n_genes))
 
     background = np.sum([p["background"] for p in parts], axis=0)
-    return (ids, matrix("core"), matrix("cell"), area, background, sum(p["background_area"] for p in parts),
-            first)  # fmt: skip
+    return SlideCounts(ids, matrix("core"), matrix("cell"), area, background,
+                       sum(p["background_area"] for p in parts), first)  # fmt: skip
 
 
-def as_part(counted: tuple) -> dict:
+def as_part(counted: SlideCounts) -> dict:
     """A :func:`sum_counts` result as one more part to add (running sums over batches of blocks).
 
     Examples
@@ -247,14 +259,14 @@ def as_part(counted: tuple) -> dict:
     (array([3]), array([[0, 2]], dtype=int32))
 
     """
-    ids, core, cell, area, background, background_area, first = counted
 
     def triplets(matrix: sparse.csr_matrix) -> tuple[np.ndarray, ...]:
         coo = matrix.tocoo()
         return coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.int32)
 
-    return {"cells": ids, "first": first, "area": area, "core": triplets(core), "cell": triplets(cell),
-            "background": background, "background_area": background_area}  # fmt: skip
+    return {"cells": counted.ids, "first": counted.first, "area": counted.area_px, "core": triplets(counted.core),
+            "cell": triplets(counted.cell), "background": counted.background,
+            "background_area": counted.background_px}  # fmt: skip
 
 
 @njit(cache=True)
@@ -368,7 +380,7 @@ def refine_block(
     return pixels[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]]
 
 
-def moved_fraction(old: tuple, new: tuple) -> float:
+def moved_fraction(old: SlideCounts, new: SlideCounts) -> float:
     """Share of the counted transcripts that changed cell between two :func:`sum_counts` results
     (half the L1 distance of their per-cell gene counts and background counts over the total: a
     lower bound, since two transcripts of one gene swapping cells cancel out).
@@ -376,21 +388,21 @@ def moved_fraction(old: tuple, new: tuple) -> float:
     Examples
     --------
     >>> from scipy import sparse
-    >>> old = (np.array([1, 2]), None, sparse.csr_matrix([[3, 0], [0, 1]]), None, np.array([0, 0]))
-    >>> new = (np.array([1, 2]), None, sparse.csr_matrix([[2, 0], [0, 1]]), None, np.array([1, 0]))
+    >>> old = SlideCounts(np.array([1, 2]), None, sparse.csr_matrix([[3, 0], [0, 1]]), None, np.array([0, 0]), 0, None)
+    >>> new = old._replace(cell=sparse.csr_matrix([[2, 0], [0, 1]]), background=np.array([1, 0]))
     >>> moved_fraction(old, new)
     0.25
 
     """
-    ids = np.union1d(old[0], new[0])
+    ids = np.union1d(old.ids, new.ids)
 
-    def on_union(counted):
-        rows = np.searchsorted(ids, counted[0])
+    def on_union(counted: SlideCounts) -> sparse.csr_matrix:
+        rows = np.searchsorted(ids, counted.ids)
         onto = sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(len(ids), len(rows)))
-        return onto @ counted[2]
+        return onto @ counted.cell
 
-    total = old[2].sum() + np.sum(old[4])
-    diff = abs(on_union(old) - on_union(new)).sum() + np.abs(np.asarray(old[4]) - np.asarray(new[4])).sum()
+    total = old.cell.sum() + np.sum(old.background)
+    diff = abs(on_union(old) - on_union(new)).sum() + np.abs(old.background - new.background).sum()
     return float(diff / 2 / max(total, 1))
 
 
@@ -422,7 +434,7 @@ def refine_labels(
     def window(array, blk):
         return None if array is None else array[blk.ext_slices]
 
-    def summed(step) -> tuple:
+    def summed(step) -> SlideCounts:
         # A batch of blocks at a time, folded into the running sums: every block's triplets held
         # until the end, then concatenated, were the refinement's memory peak on a whole slide.
         blocks, total = list(grid), None
@@ -431,13 +443,12 @@ def refine_labels(
             total = sum_counts(parts if total is None else [as_part(total), *parts], index.n_genes)
         return total
 
-    def fitted(counted: tuple) -> ExpressionModel:
-        ids, core, cell, area_px, background, background_px, first = counted
+    def fitted(counted: SlideCounts) -> ExpressionModel:
         px2 = pixel_size_um**2
         return fit_expression_model(
-            ids, core, cell, area_px * px2, background, background_px * px2,
-            n_types=params.n_types, prior_counts=params.prior_counts, ambient=params.ambient, seed=params.seed,
-            order=np.argsort(first),
+            counted.ids, counted.core, counted.cell, counted.area_px * px2, counted.background,
+            counted.background_px * px2, n_types=params.n_types, prior_counts=params.prior_counts,
+            ambient=params.ambient, seed=params.seed, order=np.argsort(counted.first),
         )  # fmt: skip
 
     def solved(blk, model, **kw):
@@ -455,12 +466,12 @@ def refine_labels(
             labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, core_px
         )
     )
-    if len(counted[0]) == 0:
+    if len(counted.ids) == 0:
         raise ValueError("The segmentation to refine has no cells.")
-    if counted[1].sum() == 0:
+    if counted.core.sum() == 0:
         raise ValueError("No transcript falls in any cell's core: nothing to learn the cells' expression from.")
     model = fitted(counted)
-    median_core = float(np.median(np.asarray(counted[1].sum(axis=1))))
+    median_core = float(np.median(np.asarray(counted.core.sum(axis=1))))
     # EM: the cells' profiles and rates are re-fitted to the refined cells, and the input solved again
     # (same zone, same start): rates from outlines that were too large are too low. The background
     # keeps what was measured outside the input cells: outside the refined cells are only the gaps
@@ -475,6 +486,7 @@ def refine_labels(
         model = replace(fitted(refined_counts), background=model.background,
                         background_rate_per_um2=model.background_rate_per_um2)  # fmt: skip
         logger.info("refine: EM step %d, %.1f%% of the transcripts changed cell.", len(moved), 100 * moved[-1])
+        # The first step's change is from the input cells, not between two solves: it never stops EM.
         if len(moved) > 1 and moved[-1] <= params.em_tolerance:
             break
     final_model = dask.delayed(model)
