@@ -11,7 +11,9 @@ the classical prior (``jg.pp.nuclei``) for comparison, to:
   resampled with it; on the untouched third the prior is its own reference, so no prior row there.
 - synthetic slides of every tissue regime at 0.2125 and 0.5 um/px, against their true nuclei.
 
-Prints F1, precision and recall at IoU 0.5 per image and method.
+Prints F1, precision and recall at IoU 0.5 per image and method; the image model's row with
+``scale_by="auto"`` (the default: wide nuclei shrunk to the training width) and with
+``scale_by="pixel_size"``.
 """
 
 import argparse
@@ -56,7 +58,8 @@ rows = []
 
 def score(image_name: str, sdata: SpatialData, truth: np.ndarray, *, prior: bool = True) -> None:
     predicted, _ = jg.tl.predict_image_classes(sdata, model)
-    methods = {"image model": predicted}
+    by_pixel_size, _ = jg.tl.predict_image_classes(sdata, model, scale_by="pixel_size")
+    methods = {"image model": predicted, "image model, scaled by pixel size only": by_pixel_size}
     if prior:
         jg.pp.nuclei(sdata, image_key="morphology")
         methods["classical prior"] = np.asarray(sdata["nuclei"].values)

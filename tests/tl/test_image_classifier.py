@@ -7,7 +7,7 @@ import torch
 
 import jointseg as jg
 from jointseg._core.units import pixel_size_um
-from jointseg.tl._image_classifier import ImageClassifierModel, hover_maps, nuclei_from_maps
+from jointseg.tl._image_classifier import ImageClassifierModel, depth_maps, nuclei_from_depth
 
 
 def _two_touching_nuclei():
@@ -18,21 +18,24 @@ def _two_touching_nuclei():
     return nuc
 
 
-def test_hover_maps_rotate_with_the_image():
+def test_depth_maps_peak_at_each_centre_and_dip_where_nuclei_touch():
     nuc = _two_touching_nuclei()
-    maps = hover_maps(nuc)
-    assert maps.min() == -1 and maps.max() == 1
-    rotated = hover_maps(np.rot90(nuc))
-    # training rotates (h, v) -> (v, -h) with the image; it must agree with maps of the rotated nuclei
-    np.testing.assert_allclose(rotated[0], np.rot90(maps[1]), atol=1e-6)
-    np.testing.assert_allclose(rotated[1], -np.rot90(maps[0]), atol=1e-6)
+    depth = depth_maps(nuc)
+    assert depth[nuc == 0].max() == 0
+    for i in (1, 2):
+        assert depth[nuc == i].max() == pytest.approx(1.0)
+    touching = (nuc[:, :-1] > 0) & (nuc[:, 1:] > 0) & (nuc[:, :-1] != nuc[:, 1:])
+    assert touching.any() and depth[:, :-1][touching].max() == 0  # the shared edge is an edge of both
+    np.testing.assert_allclose(depth_maps(np.rot90(nuc)), np.rot90(depth), atol=1e-6)  # rotates with the image
 
 
 def test_post_processing_splits_touching_nuclei_from_perfect_maps():
     nuc = _two_touching_nuclei()
-    found = nuclei_from_maps((nuc > 0).astype(float), hover_maps(nuc), min_area=20)
+    found = nuclei_from_depth((nuc > 0).astype(float), depth_maps(nuc), min_area=20)
     assert found.max() == 2
     assert jg.metrics.instance_scores(nuc, found)["mean_iou"] > 0.8
+    merged = nuclei_from_depth((nuc > 0).astype(float), depth_maps((nuc > 0).astype(int)), min_area=20)
+    assert merged.max() == 1  # one depth peak: one nucleus
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +91,22 @@ def test_needs_cell_types_linked_to_nuclei(trained):
         jg.tl.train_image_classifier(sdata, key="nope", steps=1, progress=False)
 
 
-def _at_pixel_size(sdata, factor: int):
-    """The slide's stain and nuclei on a grid ``factor`` times coarser, with the matching scale."""
+def _at_pixel_size(sdata, factor: float, *, declared: float | None = None):
+    """The slide's stain and nuclei on a grid ``factor`` times coarser (``< 1``: finer), with the
+    matching scale, or ``declared`` times the slide's pixel size.
+    """
     from spatialdata import SpatialData
     from spatialdata.models import Image2DModel, Labels2DModel
     from spatialdata.transformations import Scale
 
     px = pixel_size_um(sdata, "morphology")
-    stain = np.asarray(sdata["morphology"].values, np.float32)[:, ::factor, ::factor]
-    nuclei = np.asarray(sdata["nuclei"].values)[::factor, ::factor]
-    scale = {"global": Scale([px * factor, px * factor], axes=("y", "x"))}
+    step = int(factor) if factor >= 1 else 1
+    stain = np.asarray(sdata["morphology"].values, np.float32)[:, ::step, ::step]
+    nuclei = np.asarray(sdata["nuclei"].values)[::step, ::step]
+    if factor < 1:
+        repeat = round(1 / factor)
+        stain, nuclei = (a.repeat(repeat, -1).repeat(repeat, -2) for a in (stain, nuclei))
+    scale = {"global": Scale([px * (declared or factor)] * 2, axes=("y", "x"))}
     return SpatialData(
         images={"morphology": Image2DModel.parse(stain, dims=("c", "y", "x"), transformations=scale)},
         labels={"nuclei": Labels2DModel.parse(nuclei, dims=("y", "x"), transformations=scale)},
@@ -108,25 +117,43 @@ def test_an_image_of_another_pixel_size_is_segmented_at_the_model_scale(trained)
     sdata, model = trained
     assert model.pixel_size_um == pytest.approx(0.2125)
     coarse = _at_pixel_size(sdata, 2)
-    labels, frame = jg.tl.predict_image_classes(coarse, model, window=128, stride=96)
+    labels, frame = jg.tl.predict_image_classes(coarse, model, window=128, stride=96, scale_by="pixel_size")
     truth = coarse["nuclei"].values
     assert labels.shape == truth.shape
     assert jg.metrics.instance_scores(labels, truth)["mean_iou"] > 0.5
     assert frame["x"].max() < truth.shape[1] and len(frame) == len(np.unique(labels[labels > 0]))
     # without the pixel size the model would see nuclei half as wide as it learnt, and find fewer of them
     unscaled = dataclasses.replace(model, pixel_size_um=None)
-    blind, _ = jg.tl.predict_image_classes(coarse, unscaled, window=128, stride=96)
+    blind, _ = jg.tl.predict_image_classes(coarse, unscaled, window=128, stride=96, scale_by="pixel_size")
     assert jg.metrics.instance_scores(labels, truth)["mean_iou"] > jg.metrics.instance_scores(blind, truth)["mean_iou"]
 
 
-def test_a_model_file_without_a_pixel_size_still_loads(trained, tmp_path):
+def test_nuclei_wider_than_in_training_are_resampled_to_their_width(trained):
+    sdata, model = trained
+    assert 10 < model.nucleus_width_px < 40  # synthetic nuclei: ~3-4 um at 0.2125 um/px
+    wide = _at_pixel_size(sdata, 0.5, declared=1.0)  # nuclei twice as wide, at the same pixel size
+    truth = wide["nuclei"].values
+    by_width, _ = jg.tl.predict_image_classes(wide, model, window=128, stride=96)
+    by_pixel_size, _ = jg.tl.predict_image_classes(wide, model, window=128, stride=96, scale_by="pixel_size")
+    assert by_width.shape == truth.shape
+    found = jg.metrics.instance_scores(by_width, truth)
+    assert found["mean_iou"] > 0.5
+    assert found["f1"] > jg.metrics.instance_scores(by_pixel_size, truth)["f1"]
+    exact, _ = jg.tl.predict_image_classes(wide, model, window=128, stride=96, scale_by="nucleus_width")
+    np.testing.assert_array_equal(exact, by_width)  # twice as wide: "auto" matches the width too
+    with pytest.raises(ValueError, match="scale_by"):
+        jg.tl.predict_image_classes(wide, model, scale_by="microns")
+
+
+def test_a_model_file_of_the_old_layout_is_refused(trained, tmp_path):
     _, model = trained
     model.save(tmp_path / "m.pt")
     blob = torch.load(tmp_path / "m.pt", weights_only=True)
-    del blob["pixel_size_um"]  # written before the pixel size was recorded
+    blob["version"] = 1  # HoVer-Net h/v maps: another network output
     torch.save(blob, tmp_path / "old.pt")
-    assert ImageClassifierModel.load(tmp_path / "old.pt").pixel_size_um is None
-    assert ImageClassifierModel.load(tmp_path / "m.pt").pixel_size_um == pytest.approx(0.2125)
+    with pytest.raises(ValueError, match="Train the model again"):
+        ImageClassifierModel.load(tmp_path / "old.pt")
+    assert ImageClassifierModel.load(tmp_path / "m.pt").nucleus_width_px == pytest.approx(model.nucleus_width_px)
 
 
 def test_a_brighter_microscope_gives_the_same_nuclei(trained):

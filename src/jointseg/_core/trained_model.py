@@ -24,9 +24,10 @@ class TrainedModel:
     A subclass is a dataclass that adds its settings as fields (plain values, lists, dicts or
     NumPy arrays) and sets the class variables: ``FORMAT`` (the file's identity), ``KIND`` (its name
     in messages), ``NETWORK`` (the :class:`torch.nn.Module` class, built from ``NETWORK.CONFIG``, a
-    dataclass with ``to_dict``/``from_dict``) and ``FORMAT_VERSION`` (bumped when the file layout
-    changes). :meth:`save` writes every field but the network and the device, plus the network's
-    config and float32 weights; :meth:`load` reads them back on any device.
+    dataclass with ``to_dict``/``from_dict``), ``FORMAT_VERSION`` (bumped when the file layout
+    changes) and ``MIN_FORMAT_VERSION`` (the oldest layout still read). :meth:`save` writes every
+    field but the network and the device, plus the network's config and float32 weights;
+    :meth:`load` reads them back on any device.
 
     Parameters
     ----------
@@ -41,6 +42,7 @@ class TrainedModel:
 
     FORMAT: ClassVar[str]
     FORMAT_VERSION: ClassVar[int] = 1
+    MIN_FORMAT_VERSION: ClassVar[int] = 1
     KIND: ClassVar[str]
     NETWORK: ClassVar[type[nn.Module]]
     CONFIG: ClassVar[type]
@@ -92,7 +94,8 @@ class TrainedModel:
         Raises
         ------
         ValueError
-            If ``path`` is not a model file of this kind, or was written by a newer jointseg.
+            If ``path`` is not a model file of this kind, or was written by a newer jointseg, or by
+            an older one whose network this one no longer reads.
 
         """
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -102,6 +105,12 @@ class TrainedModel:
             raise ValueError(
                 f"{os.fspath(path)!r} has model format version {blob['version']}; this jointseg reads up to "
                 f"{cls.FORMAT_VERSION}. Upgrade jointseg."
+            )
+        if blob["version"] < cls.MIN_FORMAT_VERSION:
+            raise ValueError(
+                f"{os.fspath(path)!r} has model format version {blob['version']}, from an older jointseg whose "
+                f"{cls.KIND} network this one no longer reads (versions {cls.MIN_FORMAT_VERSION}-"
+                f"{cls.FORMAT_VERSION}). Train the model again."
             )
         settings = {}
         for f in dataclasses.fields(cls):

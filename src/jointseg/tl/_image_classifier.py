@@ -1,27 +1,29 @@
 """An image-only nuclei classifier trained from transcriptome pseudolabels (Hirose/Nishimura).
 
-A residual U-Net with HoVer-Net-style heads (nucleus probability, horizontal and vertical distance
-to the nucleus centre, cell-type map) learns from stain patches, the nuclei masks of
+A residual U-Net with three heads (nucleus probability, each nucleus pixel's depth in its nucleus as
+in Naylor et al. 2018's DIST maps, and a cell-type map) learns from stain patches, the nuclei masks of
 :func:`jointseg.pp.nuclei` and the pseudolabels of :func:`jointseg.tl.pseudolabels` (``Unknown``
 ignored); it then finds and classifies nuclei from the stain alone.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import ndimage as ndi
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 from skimage.transform import resize
 from spatialdata import SpatialData
 from torch.nn import functional as F
 
 from jointseg._core.constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.fields import inference_batch, sliding_window_average
+from jointseg._core.nucleus_scale import measure_nucleus_width
 from jointseg._core.trained_model import TrainedModel
 from jointseg._core.training import fit
 from jointseg._core.units import pixel_size_um
@@ -29,6 +31,8 @@ from jointseg._core.utils import image_2d, labels_2d, resolve_key, sampled_perce
 from jointseg.models import ResidualUNet, UNetConfig
 
 IGNORE = -1
+
+logger = logging.getLogger("jointseg")
 
 
 @dataclass
@@ -38,16 +42,19 @@ class ImageClassifierModel(TrainedModel):
     Parameters
     ----------
     network
-        Residual U-Net with outputs: nucleus logit, horizontal and vertical distance maps, then
-        one logit per class (background first).
+        Residual U-Net with outputs: nucleus logit, depth logit (:func:`depth_maps`), then one
+        logit per class (background first).
     classes
         Class names (``classes[0]`` is the background).
     lo, hi
         The training stain's 1st and 99th percentiles, mapped to 0 and 1 (prediction maps each
         image's own percentiles the same way, so a brighter or dimmer microscope does not matter).
     pixel_size_um
-        Pixel size of the training image in microns (``None``: unknown); images of another pixel
-        size are resampled to it before prediction.
+        Pixel size of the training image in microns (``None``: unknown).
+    nucleus_width_px
+        Typical nucleus width of the training stain in pixels
+        (:func:`~jointseg._core.nucleus_scale.measure_nucleus_width`; ``None``: not measured).
+        Images whose nuclei are wider or narrower are resampled to it before prediction.
     training_log
         Loss per step and the training settings.
     device
@@ -57,6 +64,9 @@ class ImageClassifierModel(TrainedModel):
 
     FORMAT: ClassVar[str] = "jointseg.imageclassifier"
     KIND: ClassVar[str] = "image classifier"
+    #: Version 2: a depth map replaced HoVer-Net's horizontal and vertical maps.
+    FORMAT_VERSION: ClassVar[int] = 2
+    MIN_FORMAT_VERSION: ClassVar[int] = 2
     NETWORK: ClassVar[type] = ResidualUNet
     CONFIG: ClassVar[type] = UNetConfig
 
@@ -65,12 +75,13 @@ class ImageClassifierModel(TrainedModel):
     lo: float
     hi: float
     pixel_size_um: float | None = None
+    nucleus_width_px: float | None = None
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """``(N, 3 + n_classes, h, w)``: nucleus probability, h and v maps, class probabilities."""
+        """``(N, 2 + n_classes, h, w)``: nucleus probability, depth, class probabilities."""
         out = self.forward(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
-        return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:3], torch.softmax(out[:, 3:], 1)], 1).cpu().numpy()
+        return torch.cat([torch.sigmoid(out[:, :2]), torch.softmax(out[:, 2:], 1)], 1).cpu().numpy()
 
 
 def _scaled_stain(stain, region: tuple[int, int, int, int], lo: float, hi: float) -> np.ndarray:
@@ -78,77 +89,57 @@ def _scaled_stain(stain, region: tuple[int, int, int, int], lo: float, hi: float
     return np.clip((np.asarray(stain[y0:y1, x0:x1], np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
-def hover_maps(nuclei: np.ndarray) -> np.ndarray:
-    """HoVer-Net targets ``(2, h, w)``: per nucleus pixel, its horizontal and vertical offset from
-    the nucleus centroid, divided by the nucleus's largest offset on that axis (so in [-1, 1]).
+def depth_maps(nuclei: np.ndarray) -> np.ndarray:
+    """Per nucleus pixel, its distance to the nucleus's edge (an edge with a touching nucleus
+    included) divided by the largest in that nucleus: 1 at the centre, near 0 at the edge, 0
+    outside (the DIST map of Naylor et al. 2018). Scaled per nucleus, it has the same shape at any
+    nucleus size, and it dips to 0 wherever two nuclei touch.
 
     Examples
     --------
-    >>> nuc = np.zeros((1, 5), int); nuc[0, 1:4] = 1
-    >>> hover_maps(nuc)[0].tolist()
-    [[0.0, -1.0, 0.0, 1.0, 0.0]]
+    >>> nuc = np.zeros((7, 7), int); nuc[1:6, 1:6] = 1
+    >>> depth_maps(nuc)[3].tolist()  # the nucleus's outermost pixels count as its edge
+    [0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
 
     """
-    out = np.zeros((2, *nuclei.shape), np.float32)
-    ids = nuclei.ravel()
-    inside = ids > 0
-    if not inside.any():
-        return out
-    yy, xx = np.indices(nuclei.shape)
-    n = int(ids.max()) + 1
-    count = np.bincount(ids[inside], minlength=n).astype(np.float64)
-    for axis, coord in ((0, xx.ravel()), (1, yy.ravel())):
-        centre = np.bincount(ids[inside], weights=coord[inside], minlength=n) / np.maximum(count, 1)
-        offset = coord[inside] - centre[ids[inside]]
-        scale = np.zeros(n)
-        np.maximum.at(scale, ids[inside], np.abs(offset))
-        out[axis].ravel()[np.flatnonzero(inside)] = offset / np.maximum(scale[ids[inside]], 1e-6)
-    return out
+    inner = (nuclei > 0) & ~find_boundaries(nuclei, mode="inner")
+    depth = ndi.distance_transform_edt(inner)
+    deepest = np.asarray(ndi.maximum(depth, nuclei, np.arange(int(nuclei.max()) + 1)))
+    return np.where(nuclei > 0, depth / np.maximum(deepest[nuclei], 1e-6), 0).astype(np.float32)
 
 
-def nuclei_from_maps(
-    probability: np.ndarray,
-    hv: np.ndarray,
-    *,
-    min_area: int,
-    edge_threshold: float = 0.5,
-    centre_radius: float = 0.5,
-) -> np.ndarray:
-    """HoVer-Net post-processing: nucleus mask ``probability > 0.5``, split where the h/v maps change
-    sharply (their Sobel gradients, scaled to [0, 1], above ``edge_threshold``), by a marker
-    watershed; objects below ``min_area`` are dropped and the rest numbered ``1..n``. Inside a
-    nucleus of radius ``r`` px the scaled gradient is about ``2.4 / r`` (0.4 at ``r = 6``), so in
-    large nuclei the edges between touching ones are weak: markers are further kept to the central
-    part of each nucleus, where the predicted offset to its centre ``hypot(h, v)`` is below
-    ``centre_radius`` (offsets are scaled by each nucleus's extent, so this holds at any size).
+def nuclei_from_depth(probability: np.ndarray, depth: np.ndarray, *, min_area: int, level: float = 0.5) -> np.ndarray:
+    """Nuclei from the predicted maps: the mask ``probability > 0.5``, one marker per connected
+    part where the predicted depth exceeds ``level`` (each nucleus's central half when
+    ``level = 0.5``), grown over the mask by a watershed of the depth. Markers below an eighth and
+    objects below ``min_area`` pixels are dropped; the rest are numbered ``1..n``.
+
+    Measured on the held-out third of the crop (``benchmarks/image_classifier_real_crop.py``),
+    these markers split touching nuclei better than HoVer-Net's Sobel edges of h/v maps, whose
+    gradient inside a nucleus of radius ``r`` px is only ``~2.4 / r``.
 
     Examples
     --------
     >>> nuc = np.zeros((16, 30), int); nuc[2:14, 2:14] = 1; nuc[2:14, 14:26] = 2  # two touching nuclei
-    >>> int(nuclei_from_maps((nuc > 0).astype(float), hover_maps(nuc), min_area=10).max())
+    >>> int(nuclei_from_depth((nuc > 0).astype(float), depth_maps(nuc), min_area=10).max())
     2
 
     """
     mask = probability > 0.5
-    sobel = []
-    for axis, m in ((1, hv[0]), (0, hv[1])):
-        g = np.abs(ndi.sobel(m, axis=axis))
-        sobel.append((g - g.min()) / max(g.max() - g.min(), 1e-6))
-    edge = np.maximum(*sobel) * mask
-    markers, _ = ndi.label(mask & (edge < edge_threshold) & (np.hypot(hv[0], hv[1]) < centre_radius))
+    markers, _ = ndi.label(mask & (depth > level))
     sizes = np.bincount(markers.ravel())
-    markers[sizes[markers] < max(min_area // 4, 1)] = 0
-    cells = watershed(edge, markers, mask=mask)
+    markers[sizes[markers] < max(min_area // 8, 1)] = 0
+    cells = watershed(-depth, markers, mask=mask)
     sizes = np.bincount(cells.ravel())
     cells[sizes[cells] < min_area] = 0
     return relabel_sequential(cells)[0]
 
 
 def _targets(nuclei: np.ndarray, class_of: np.ndarray) -> np.ndarray:
-    """``(4, h, w)`` float targets: foreground, h, v, class (background 0, ignored -1)."""
+    """``(3, h, w)`` float targets: foreground, depth, class (background 0, ignored -1)."""
     fg = (nuclei > 0).astype(np.float32)
     cls = np.where(nuclei > 0, class_of[np.minimum(nuclei, len(class_of) - 1)], 0).astype(np.float32)
-    return np.concatenate([fg[None], hover_maps(nuclei), cls[None]])
+    return np.stack([fg, depth_maps(nuclei), cls])
 
 
 def class_weights(classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -172,8 +163,8 @@ def class_weights(classes: np.ndarray, n_classes: int) -> np.ndarray:
 def _loss(out: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     fg = target[:, 0]
     bce = F.binary_cross_entropy_with_logits(out[:, 0], fg)
-    mse = (((out[:, 1:3] - target[:, 1:3]) ** 2).sum(1) * fg).sum() / fg.sum().clamp(min=1)
-    ce = F.cross_entropy(out[:, 3:], target[:, 3].long(), weight=weights, ignore_index=IGNORE)
+    mse = (((torch.sigmoid(out[:, 1]) - target[:, 1]) ** 2) * fg).sum() / fg.sum().clamp(min=1)
+    ce = F.cross_entropy(out[:, 2:], target[:, 2].long(), weight=weights, ignore_index=IGNORE)
     return bce + mse + (ce if torch.isfinite(ce) else 0.0)
 
 
@@ -207,10 +198,10 @@ def train_image_classifier(
 
     Each nucleus takes the class of the cell it belongs to (the table's ``nucleus_id`` link, from a
     segmentation with nuclei); ``Unknown`` cells' nuclei are ignored by the class loss but still
-    teach nucleus detection. Loss: BCE on the nucleus probability, MSE of the h/v maps on nuclei,
+    teach nucleus detection. Loss: BCE on the nucleus probability, MSE of the depth map on nuclei,
     cross-entropy on the class map with median-frequency class weights (:func:`class_weights`: rare
     classes count as much as common ones); AdamW, one-cycle schedule, random crops with rotations,
-    flips and random gamma, contrast, offset and noise (so that other microscopes' stains look
+    and random gamma, contrast, offset and noise (so that other microscopes' stains look
     familiar), inside ``region`` (``(y0, y1, x0, x1)`` pixels; default the whole image), so another
     region can be held out.
 
@@ -251,11 +242,11 @@ def train_image_classifier(
     linked = table.obs["nucleus_id"].to_numpy() > 0
     class_of[table.obs["nucleus_id"].to_numpy()[linked]] = [code.get(t, IGNORE) for t in types[linked]]
     targets = torch.from_numpy(_targets(nuclei, class_of))
-    weights = torch.from_numpy(class_weights(targets[3].numpy().ravel(), len(classes))).float().to(device)
+    weights = torch.from_numpy(class_weights(targets[2].numpy().ravel(), len(classes))).float().to(device)
     image = torch.from_numpy(stain)[None]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    network = ResidualUNet(UNetConfig(in_channels=1, widths=widths, out_channels=3 + len(classes))).to(device)
+    network = ResidualUNet(UNetConfig(in_channels=1, widths=widths, out_channels=2 + len(classes))).to(device)
     crop = min(crop, y1 - y0, x1 - x0) // network.multiple * network.multiple
 
     def step_loss() -> torch.Tensor:
@@ -263,10 +254,8 @@ def train_image_classifier(
         for _ in range(batch_size):
             y, x = int(rng.integers(y1 - y0 - crop + 1)), int(rng.integers(x1 - x0 - crop + 1))
             k = int(rng.integers(4))
-            xi, ti = image[:, y : y + crop, x : x + crop], targets[:, y : y + crop, x : x + crop].clone()
-            for _ in range(k):  # rotating the h/v maps with the image: (h, v) -> (v, -h)
-                xi, ti = torch.rot90(xi, 1, (1, 2)), torch.rot90(ti, 1, (1, 2))
-                ti[1], ti[2] = ti[2].clone(), -ti[1]
+            xi, ti = image[:, y : y + crop, x : x + crop], targets[:, y : y + crop, x : x + crop]
+            xi, ti = torch.rot90(xi, k, (1, 2)), torch.rot90(ti, k, (1, 2))
             xs.append(_augment_intensity(xi, rng))
             ts.append(ti)
         return _loss(network(torch.stack(xs).to(device)), torch.stack(ts).to(device), weights)
@@ -274,10 +263,18 @@ def train_image_classifier(
     losses = fit(network, step_loss, steps=steps, lr=lr, weight_decay=1e-5, device=device, desc="image classifier",
                  progress=progress).losses  # fmt: skip
     pixel_size = pixel_size_um(sdata, image_key)
+    width = measure_nucleus_width(stain_da[y0:y1, x0:x1]).width_px
     log = {"losses": losses, "region": [y0, y1, x0, x1], "steps": steps, "crop": crop, "seed": seed,
            "class_weights": dict(zip(classes, weights.tolist(), strict=True))}  # fmt: skip
     return ImageClassifierModel(
-        network=network, classes=classes, lo=lo, hi=hi, pixel_size_um=pixel_size, training_log=log, device=device
+        network=network,
+        classes=classes,
+        lo=lo,
+        hi=hi,
+        pixel_size_um=pixel_size,
+        nucleus_width_px=float(width) if np.isfinite(width) else None,
+        training_log=log,
+        device=device,
     )
 
 
@@ -290,18 +287,43 @@ def predict_image_classes(
     min_area_px: int = 30,
     window: int = 256,
     stride: int = 224,
+    scale_by: Literal["auto", "nucleus_width", "pixel_size"] = "auto",
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Find and classify nuclei from the stain alone in ``region`` (default: the whole image).
 
-    When the image's pixel size (:func:`jointseg.pp.set_units`; estimated from the nuclei when no
-    units are known) differs from the training image's by more than 5%, the stain is resampled to
-    the model's pixel size, nuclei are found there (``min_area_px`` counts pixels of the model's
-    size) and their labels are resampled back, so a model trained at 0.2125 um/px segments a
-    0.108 or 0.5 um/px image at the scale it learnt.
+    The network sees nuclei at the scale it learnt: the stain is resampled by ``zoom`` (when it
+    is more than 5% from 1), nuclei are found there (``min_area_px`` counts pixels of that scale)
+    and their labels are resampled back. ``scale_by`` sets ``zoom``:
+
+    - ``"pixel_size"``: the ratio of the image's pixel size (:func:`jointseg.pp.set_units`) to the
+      training image's, so a model trained at 0.2125 um/px sees a 0.108 or 0.5 um/px image at the
+      scale it learnt.
+    - ``"nucleus_width"``: the ratio of the training stain's nucleus width to the region's, both
+      measured on the stain (:func:`~jointseg._core.nucleus_scale.measure_nucleus_width`), as
+      cellpose rescales images to its training diameter.
+    - ``"auto"`` (default): by pixel size, but nuclei still wider than ``1.3`` times the training
+      ones are shrunk to their width: nuclei of cultured cells, 3-4 times wider than in tissue,
+      would be split by a network that never saw them whole. Below that factor, the measurement's
+      own spread (25.3 vs 28.3 px in two parts of the Xenium crop) would add noise, not scale.
+
+    Without a measurable nucleus, the pixel sizes decide.
 
     Returns the nucleus labels of the region and a table with, per nucleus, its ``class`` (the
     majority class of the type map over it), the mean class probability, and its centroid in
     image pixels.
+
+    Examples
+    --------
+    >>> import jointseg as jg
+    >>> sdata = jg.datasets.synthetic(shape=(128, 128), n_cells=6)
+    >>> jg.pp.nuclei(sdata, image_key="morphology")
+    >>> jg.seg.expand_nuclei(sdata)
+    >>> sdata["table"].obs["cell_type"] = pd.Categorical(["A", "B"] * 3)[: sdata["table"].n_obs]
+    >>> model = jg.tl.train_image_classifier(sdata, steps=2, crop=64, widths=(8, 16), progress=False)
+    >>> nuclei, frame = jg.tl.predict_image_classes(sdata, model, window=64, stride=48)
+    >>> nuclei.shape, list(frame.columns)
+    ((128, 128), ['cell_id', 'class', 'probability', 'y', 'x'])
+
     """
     image_key = resolve_key(sdata, "images", image_key)
     stain_da = image_2d(sdata, image_key).data
@@ -309,14 +331,14 @@ def predict_image_classes(
     y0, y1, x0, x1 = region or (0, h, 0, w)
     lo, hi = (float(v) for v in sampled_percentiles(stain_da, [1, 99]))  # each image by its own range
     stain = _scaled_stain(stain_da, (y0, y1, x0, x1), lo, hi)
-    zoom = 1.0 if model.pixel_size_um is None else pixel_size_um(sdata, image_key) / model.pixel_size_um
+    zoom = _zoom_to_model(sdata, image_key, stain_da[y0:y1, x0:x1], model, scale_by=scale_by)
     if abs(zoom - 1) > 0.05:
         size = (max(round(stain.shape[0] * zoom), 1), max(round(stain.shape[1] * zoom), 1))
         stain = resize(stain, size, order=1, preserve_range=True, anti_aliasing=zoom < 1).astype(np.float32)
     fields = sliding_window_average(
         stain[None], model.predict, window=window, stride=stride, batch_size=inference_batch(model.device)
     )
-    nuclei = nuclei_from_maps(fields[0], fields[1:3], min_area=min_area_px)
+    nuclei = nuclei_from_depth(fields[0], fields[1], min_area=min_area_px)
     ids = nuclei.ravel()
     inside = ids > 0
     n = int(ids.max()) + 1
@@ -324,7 +346,7 @@ def predict_image_classes(
     mean = np.stack(
         [
             np.bincount(ids[inside], weights=p, minlength=n)
-            for p in fields[3:].reshape(len(model.classes), -1)[:, inside]
+            for p in fields[2:].reshape(len(model.classes), -1)[:, inside]
         ]
     ) / np.maximum(count, 1)
     if nuclei.shape != (y1 - y0, x1 - x0):
@@ -344,3 +366,26 @@ def predict_image_classes(
         }
     )
     return nuclei, frame
+
+
+#: With ``scale_by="auto"``, nuclei wider than this factor times the training ones (after
+#: resampling by pixel size) are shrunk to the training width (see :func:`predict_image_classes`).
+WIDER_THAN_TRAINING = 1.3
+
+
+def _zoom_to_model(sdata: SpatialData, image_key: str, stain, model: ImageClassifierModel, *, scale_by: str) -> float:
+    """The factor that resamples ``stain`` (one region of the image) to the model's nucleus scale."""
+    if scale_by not in ("auto", "nucleus_width", "pixel_size"):
+        raise ValueError(f"scale_by must be 'auto', 'nucleus_width' or 'pixel_size', not {scale_by!r}.")
+    zoom = 1.0 if model.pixel_size_um is None else pixel_size_um(sdata, image_key) / model.pixel_size_um
+    if scale_by == "pixel_size" or model.nucleus_width_px is None:
+        return zoom
+    width = measure_nucleus_width(stain).width_px
+    if not np.isfinite(width):
+        logger.warning("No nuclei stand out in %r to measure their width; resampled by the pixel sizes.", image_key)
+        return zoom
+    if scale_by == "nucleus_width" or width * zoom > WIDER_THAN_TRAINING * model.nucleus_width_px:
+        logger.info("Nuclei in %r are ~%.1f px wide, %.1f px in training: resampled by %.3g.",
+                    image_key, width, model.nucleus_width_px, model.nucleus_width_px / width)  # fmt: skip
+        return model.nucleus_width_px / width
+    return zoom
