@@ -1,7 +1,7 @@
 """Does the image model, trained on the crop's stain and ST-derived nuclei, segment nuclei on images
 it was not trained on, as well as the classical prior?
 
-Run: ``.venv/bin/python benchmarks/image_transfer.py [--steps 400]``. The model trains on the left two
+Run: ``.venv/bin/python benchmarks/image_transfer.py [--steps 800] [--seed 0]``. The model trains on the left two
 thirds of the real Xenium crop (as in ``image_classifier_real_crop.py``). It is then applied, with
 the classical prior (``jg.pp.nuclei``) for comparison, to:
 
@@ -29,7 +29,7 @@ from spatialdata.transformations import Scale
 import jointseg as jg
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--steps", type=int, default=400)
+parser.add_argument("--steps", type=int, default=800)
 parser.add_argument("--split", type=int, default=1200)
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
@@ -41,7 +41,9 @@ jg.pp.nuclei(crop, image_key="morphology")
 jg.seg.expand_nuclei(crop, image_key="morphology", points_key="transcripts")
 jg.tl.pseudolabels(crop, markers="breast")
 h, w = crop["morphology"].shape[-2:]
-model = jg.tl.train_image_classifier(crop, region=(0, h, 0, args.split), steps=args.steps, progress=False)
+model = jg.tl.train_image_classifier(
+    crop, region=(0, h, 0, args.split), steps=args.steps, seed=args.seed, progress=False
+)
 PX = model.pixel_size_um
 stain = np.asarray(crop["morphology"].values[0, :, args.split :], np.float32)
 reference = np.asarray(crop["nuclei"].values[:, args.split :])

@@ -186,7 +186,7 @@ def train_image_classifier(
     key: str = "cell_type",
     region: tuple[int, int, int, int] | None = None,
     widths: tuple[int, ...] = (16, 32, 64, 128),
-    steps: int = 400,
+    steps: int = 800,
     batch_size: int = 8,
     crop: int = 128,
     lr: float = 2e-3,
