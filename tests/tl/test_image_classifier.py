@@ -85,10 +85,12 @@ def test_save_load_gives_the_same_predictions(trained, tmp_path):
     assert again.classes == model.classes
 
 
-def test_needs_cell_types_linked_to_nuclei(trained):
+def test_needs_cell_types_linked_to_nuclei_and_a_valid_stretch(trained):
     sdata, _ = trained
     with pytest.raises(KeyError, match="pseudolabels"):
         jg.tl.train_image_classifier(sdata, key="nope", steps=1, progress=False)
+    with pytest.raises(ValueError, match="stretch"):
+        jg.tl.train_image_classifier(sdata, stretch=0.5, steps=1, progress=False)
 
 
 def _at_pixel_size(sdata, factor: float, *, declared: float | None = None):
@@ -131,7 +133,7 @@ def test_an_image_of_another_pixel_size_is_segmented_at_the_model_scale(trained)
 def test_nuclei_wider_than_in_training_are_resampled_to_their_width(trained):
     sdata, model = trained
     assert 10 < model.nucleus_width_px < 40  # synthetic nuclei: ~3-4 um at 0.2125 um/px
-    wide = _at_pixel_size(sdata, 0.5, declared=1.0)  # nuclei twice as wide, at the same pixel size
+    wide = _at_pixel_size(sdata, 1 / 3, declared=1.0)  # nuclei 3 times as wide, at the same pixel size
     truth = wide["nuclei"].values
     by_width, _ = jg.tl.predict_image_classes(wide, model, window=128, stride=96)
     by_pixel_size, _ = jg.tl.predict_image_classes(wide, model, window=128, stride=96, scale_by="pixel_size")
@@ -140,7 +142,7 @@ def test_nuclei_wider_than_in_training_are_resampled_to_their_width(trained):
     assert found["mean_iou"] > 0.5
     assert found["f1"] > jg.metrics.instance_scores(by_pixel_size, truth)["f1"]
     exact, _ = jg.tl.predict_image_classes(wide, model, window=128, stride=96, scale_by="nucleus_width")
-    np.testing.assert_array_equal(exact, by_width)  # twice as wide: "auto" matches the width too
+    np.testing.assert_array_equal(exact, by_width)  # 3 times as wide: "auto" matches the width too
     with pytest.raises(ValueError, match="scale_by"):
         jg.tl.predict_image_classes(wide, model, scale_by="microns")
 

@@ -190,6 +190,7 @@ def train_image_classifier(
     batch_size: int = 8,
     crop: int = 128,
     lr: float = 2e-3,
+    stretch: float = 2.0,
     device: str | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -202,7 +203,9 @@ def train_image_classifier(
     cross-entropy on the class map with median-frequency class weights (:func:`class_weights`: rare
     classes count as much as common ones); AdamW, one-cycle schedule, random crops with rotations,
     and random gamma, contrast, offset and noise (so that other microscopes' stains look
-    familiar), inside ``region`` (``(y0, y1, x0, x1)`` pixels; default the whole image), so another
+    familiar), each stretched by independent factors in ``[1 / stretch, stretch]`` along y and x
+    (so that larger, smaller and elongated nuclei look familiar; ``stretch=1`` turns it off), inside
+    ``region`` (``(y0, y1, x0, x1)`` pixels; default the whole image), so another
     region can be held out.
 
     Returns
@@ -228,6 +231,8 @@ def train_image_classifier(
             f"Table {table_key!r} needs obs[{key!r}] (jg.tl.pseudolabels) and obs['nucleus_id'] (a segmentation "
             "run with nuclei)."
         )
+    if stretch < 1:
+        raise ValueError(f"stretch must be at least 1 (no stretching), not {stretch}.")
     device = select_device(device)
     stain_da = image_2d(sdata, image_key).data
     h, w = (int(s) for s in stain_da.shape)
@@ -252,9 +257,14 @@ def train_image_classifier(
     def step_loss() -> torch.Tensor:
         xs, ts = [], []
         for _ in range(batch_size):
-            y, x = int(rng.integers(y1 - y0 - crop + 1)), int(rng.integers(x1 - x0 - crop + 1))
+            sy, sx = np.exp(rng.uniform(-np.log(stretch), np.log(stretch), 2))
+            cy, cx = min(round(crop / sy), y1 - y0), min(round(crop / sx), x1 - x0)
+            y, x = int(rng.integers(y1 - y0 - cy + 1)), int(rng.integers(x1 - x0 - cx + 1))
             k = int(rng.integers(4))
-            xi, ti = image[:, y : y + crop, x : x + crop], targets[:, y : y + crop, x : x + crop]
+            xi, ti = image[:, y : y + cy, x : x + cx], targets[:, y : y + cy, x : x + cx]
+            if (cy, cx) != (crop, crop):
+                xi = F.interpolate(xi[None], size=(crop, crop), mode="bilinear", antialias=True)[0]
+                ti = F.interpolate(ti[None], size=(crop, crop), mode="nearest")[0]
             xi, ti = torch.rot90(xi, k, (1, 2)), torch.rot90(ti, k, (1, 2))
             xs.append(_augment_intensity(xi, rng))
             ts.append(ti)
@@ -301,10 +311,11 @@ def predict_image_classes(
     - ``"nucleus_width"``: the ratio of the training stain's nucleus width to the region's, both
       measured on the stain (:func:`~jointseg._core.nucleus_scale.measure_nucleus_width`), as
       cellpose rescales images to its training diameter.
-    - ``"auto"`` (default): by pixel size, but nuclei still wider than ``1.3`` times the training
-      ones are shrunk to their width: nuclei of cultured cells, 3-4 times wider than in tissue,
-      would be split by a network that never saw them whole. Below that factor, the measurement's
-      own spread (25.3 vs 28.3 px in two parts of the Xenium crop) would add noise, not scale.
+    - ``"auto"`` (default): by pixel size, but nuclei still wider than twice the training ones are
+      shrunk to their width: nuclei of cultured cells, 3 times wider than in tissue, would be split
+      by a network that never saw them whole. Below that factor the measurement's own spread would
+      add noise, not scale: two parts of the Xenium crop measure 25.3 and 28.3 px, and the same
+      part re-contrasted (gamma 0.5 or 2, dimmed) 0.6-1.3 times its plain width.
 
     Without a measurable nucleus, the pixel sizes decide.
 
@@ -370,7 +381,7 @@ def predict_image_classes(
 
 #: With ``scale_by="auto"``, nuclei wider than this factor times the training ones (after
 #: resampling by pixel size) are shrunk to the training width (see :func:`predict_image_classes`).
-WIDER_THAN_TRAINING = 1.3
+WIDER_THAN_TRAINING = 2.0
 
 
 def _zoom_to_model(sdata: SpatialData, image_key: str, stain, model: ImageClassifierModel, *, scale_by: str) -> float:
