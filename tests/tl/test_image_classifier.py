@@ -167,3 +167,13 @@ def test_a_brighter_microscope_gives_the_same_nuclei(trained):
     again, _ = jg.tl.predict_image_classes(bright, model, window=128, stride=96)
     assert labels.max() > 0
     np.testing.assert_array_equal(labels, again)
+
+
+def test_a_field_without_nuclei_is_resampled_by_pixel_size_with_a_warning(trained, caplog):
+    sdata, model = trained
+    blank = _at_pixel_size(sdata, 1)
+    blank["morphology"].data = blank["morphology"].data * 0
+    with caplog.at_level("WARNING", logger="jointseg"):
+        labels, frame = jg.tl.predict_image_classes(blank, model, window=128, stride=96)
+    assert "No nuclei stand out" in caplog.text
+    assert labels.shape == blank["morphology"].shape[-2:] and len(frame) == len(np.unique(labels[labels > 0]))
