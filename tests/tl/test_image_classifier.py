@@ -143,6 +143,12 @@ def test_nuclei_wider_than_in_training_are_resampled_to_their_width(trained):
     assert found["f1"] > jg.metrics.instance_scores(by_pixel_size, truth)["f1"]
     exact, _ = jg.tl.predict_image_classes(wide, model, window=128, stride=96, scale_by="nucleus_width")
     np.testing.assert_array_equal(exact, by_width)  # 3 times as wide: "auto" matches the width too
+    from spatialdata import SpatialData
+    from spatialdata.models import Image2DModel
+
+    no_units = SpatialData(images={"morphology": Image2DModel.parse(wide["morphology"].values, dims=("c", "y", "x"))})
+    unitless, _ = jg.tl.predict_image_classes(no_units, model, window=128, stride=96, scale_by="nucleus_width")
+    np.testing.assert_array_equal(unitless, exact)  # matching widths needs no pixel size
     with pytest.raises(ValueError, match="scale_by"):
         jg.tl.predict_image_classes(wide, model, scale_by="microns")
 

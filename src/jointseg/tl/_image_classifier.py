@@ -388,14 +388,18 @@ def _zoom_to_model(sdata: SpatialData, image_key: str, stain, model: ImageClassi
     """The factor that resamples ``stain`` (one region of the image) to the model's nucleus scale."""
     if scale_by not in ("auto", "nucleus_width", "pixel_size"):
         raise ValueError(f"scale_by must be 'auto', 'nucleus_width' or 'pixel_size', not {scale_by!r}.")
-    zoom = 1.0 if model.pixel_size_um is None else pixel_size_um(sdata, image_key) / model.pixel_size_um
+
+    def by_pixel_size() -> float:  # only when needed: without units, the pixel size is estimated from the nuclei
+        return 1.0 if model.pixel_size_um is None else pixel_size_um(sdata, image_key) / model.pixel_size_um
+
     if scale_by == "pixel_size" or model.nucleus_width_px is None:
-        return zoom
+        return by_pixel_size()
     width = measure_nucleus_width(stain).width_px
     if not np.isfinite(width):
         logger.warning("No nuclei stand out in %r to measure their width; resampled by the pixel sizes.", image_key)
-        return zoom
-    if scale_by == "nucleus_width" or width * zoom > WIDER_THAN_TRAINING * model.nucleus_width_px:
+        return by_pixel_size()
+    zoom = None if scale_by == "nucleus_width" else by_pixel_size()
+    if zoom is None or width * zoom > WIDER_THAN_TRAINING * model.nucleus_width_px:
         logger.info("Nuclei in %r are ~%.1f px wide, %.1f px in training: resampled by %.3g.",
                     image_key, width, model.nucleus_width_px, model.nucleus_width_px / width)  # fmt: skip
         return model.nucleus_width_px / width
