@@ -153,7 +153,7 @@ def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate,
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: dask's threads solve blocks side by side
 def solve_bins(
     lab: np.ndarray,
     frozen: np.ndarray,

@@ -140,7 +140,7 @@ def _triplets(ids: np.ndarray, gene: np.ndarray, cells: np.ndarray, n_genes: int
     return (pairs // n_genes).astype(np.int32), (pairs % n_genes).astype(np.int32), n.astype(np.int32)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _nearest_anchor(anchors, ry, rx, offsets_y, offsets_x) -> np.ndarray:  # pragma: no cover - compiled
     out = np.zeros(len(ry), anchors.dtype)
     h, w = anchors.shape
@@ -269,7 +269,7 @@ def as_part(counted: SlideCounts) -> dict:
             "background_area": counted.background_px}  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tent_argmax(bins, i0, i1, j0, j1, fy, fx, out) -> None:  # pragma: no cover - compiled
     for y in range(out.shape[0]):
         for x in range(out.shape[1]):
