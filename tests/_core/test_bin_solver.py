@@ -81,3 +81,24 @@ def test_deterministic_for_a_seed():
         _solve(lab, frozen, content, log_profile, anneal=20, seed=seed, smoothness=0.05)
         results.append(lab)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_greedy_sweeps_that_skip_unchanged_neighbourhoods_end_where_no_bin_can_move(seed):
+    # the greedy sweeps revisit only bins next to a move; a full greedy sweep afterwards must find
+    # nothing to move (the skipped bins were settled)
+    rng = np.random.default_rng(seed)
+    h, w, n = 40, 40, 8
+    anchors = np.zeros((h, w), np.int64)
+    for c in range(1, n + 1):
+        y, x = rng.integers(2, h - 3, 2)
+        anchors[y : y + 2, x : x + 2] = c
+    nearest = ndi.distance_transform_edt(anchors == 0, return_distances=False, return_indices=True)
+    lab = anchors[nearest[0], nearest[1]]
+    frozen = anchors > 0
+    content = rng.integers(-1, 4, (h, w, 3))
+    log_profile = np.log(rng.dirichlet(np.ones(4) * 0.3, n + 1))
+    moves = _solve(lab, frozen, content, log_profile, rate=(0.5, *([1.2] * n)), smoothness=0.2, anneal=5, seed=seed)
+    assert moves[-1] == 0 and moves[5:].sum() > 0  # the greedy sweeps converged after moving bins
+    again = _solve(lab, frozen, content, log_profile, rate=(0.5, *([1.2] * n)), smoothness=0.2)
+    assert again.tolist() == [0]

@@ -208,15 +208,33 @@ def solve_bins(
     moves = np.zeros(n_anneal + max_sweeps, np.int64)
     candidates = np.empty(6, np.int64)
     scores = np.empty(6)
+    # The greedy sweeps visit only bins whose 3 x 3 neighbourhood changed since their last visit:
+    # the others would keep their label (a greedy visit depends on nothing else), so the result is
+    # that of full sweeps, and the last sweeps, which move a few dozen bins, cost almost nothing.
+    pending = np.ones((h, w), np.bool_)
+    pending_next = np.zeros((h, w), np.bool_)
     for sweep in range(n_anneal + max_sweeps):
-        temperature = temperatures[sweep] if sweep < n_anneal else 0.0
+        greedy = sweep >= n_anneal
+        temperature = 0.0 if greedy else temperatures[sweep]
         for phase in range(4):
             y0 = (phase // 2 + oy) % 2
             x0 = (phase % 2 + ox) % 2
             for y in range(y0, h, 2):
                 for x in range(x0, w, 2):
-                    moves[sweep] += _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate,
-                                           smoothness, temperature, seed, oy, ox, candidates, scores)  # fmt: skip
-        if moves[sweep] == 0 and sweep >= n_anneal:
-            return moves[: sweep + 1]
+                    if greedy:
+                        if not pending[y, x]:
+                            continue
+                        pending[y, x] = False
+                    if _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness,
+                              temperature, seed, oy, ox, candidates, scores):  # fmt: skip
+                        moves[sweep] += 1
+                        if greedy:  # later phases of this sweep and every phase of the next
+                            ys, ye, xs, xe = max(y - 1, 0), min(y + 2, h), max(x - 1, 0), min(x + 2, w)
+                            pending[ys:ye, xs:xe] = True
+                            pending_next[ys:ye, xs:xe] = True
+        if greedy:
+            if moves[sweep] == 0:
+                return moves[: sweep + 1]
+            pending, pending_next = pending_next, pending
+            pending_next[:] = False
     return moves
