@@ -15,7 +15,7 @@ from jointseg._core.aggregation import aggregate_indexed, check_cell_id_column
 from jointseg._core.backed import announce_written, materialise, store_element
 from jointseg._core.constants import POINTS_CELL_ID, UNS_KEY
 from jointseg._core.shapes import labels_to_shapes
-from jointseg._core.tiling import relabel_sequential
+from jointseg._core.tiling import label_ids, relabel_sequential
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg._core.utils import check_new_key
 
@@ -67,10 +67,11 @@ def write_segmentation(
     ``params`` in ``table.uns["jointseg"][labels_key]``.
     """
     labels, clean_up = materialise(sdata, labels)
-    if not labels.max().compute():
+    ids = label_ids(labels)
+    if not len(ids):
         clean_up()
         raise ValueError(f"{method} found no cells; nothing was written. Check the inputs and the method's parameters.")
-    labels = relabel_sequential(labels)
+    labels = relabel_sequential(labels, ids)
     element = Labels2DModel.parse(
         labels, dims=("y", "x"), transformations=get_transformation(sdata[image_key], get_all=True)
     )
