@@ -53,19 +53,23 @@ def test_empty_bins_go_to_the_background_when_cells_are_dense():
     assert (lab[:, :5] == 1).all() and (lab[:, 7:] == 0).all()
 
 
+def _random_cells(seed: int, size: int, n: int):
+    """``n`` cells grown from 2 x 2 anchors over a ``size`` x ``size`` grid of random genes."""
+    rng = np.random.default_rng(seed)
+    anchors = np.zeros((size, size), np.int64)
+    for c in range(1, n + 1):
+        y, x = rng.integers(2, size - 3, 2)
+        anchors[y : y + 2, x : x + 2] = c
+    nearest = ndi.distance_transform_edt(anchors == 0, return_distances=False, return_indices=True)
+    content = rng.integers(-1, 4, (size, size, 3))  # random genes, many empty slots
+    log_profile = np.log(rng.dirichlet(np.ones(4) * 0.3, n + 1))
+    return anchors, anchors[nearest[0], nearest[1]], anchors > 0, content, log_profile
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_cells_stay_connected_and_keep_their_anchors(seed):
-    rng = np.random.default_rng(seed)
-    h, w, n = 30, 30, 6
-    anchors = np.zeros((h, w), np.int64)
-    for c in range(1, n + 1):
-        y, x = rng.integers(2, h - 3, 2)
-        anchors[y : y + 2, x : x + 2] = c
-    lab = ndi.distance_transform_edt(anchors == 0, return_distances=False, return_indices=True)
-    lab = anchors[lab[0], lab[1]]
-    frozen = anchors > 0
-    content = rng.integers(-1, 4, (h, w, 3))  # random genes, many empty slots
-    log_profile = np.log(rng.dirichlet(np.ones(4) * 0.3, n + 1))
+    n = 6
+    anchors, lab, frozen, content, log_profile = _random_cells(seed, 30, n)
     _solve(lab, frozen, content, log_profile, rate=(0.5, *([1.2] * n)), smoothness=0.1, anneal=15, seed=seed)
     assert (lab[frozen] == anchors[frozen]).all()
     for c in range(1, n + 1):
@@ -87,17 +91,8 @@ def test_deterministic_for_a_seed():
 def test_greedy_sweeps_that_skip_unchanged_neighbourhoods_end_where_no_bin_can_move(seed):
     # the greedy sweeps revisit only bins next to a move; a full greedy sweep afterwards must find
     # nothing to move (the skipped bins were settled)
-    rng = np.random.default_rng(seed)
-    h, w, n = 40, 40, 8
-    anchors = np.zeros((h, w), np.int64)
-    for c in range(1, n + 1):
-        y, x = rng.integers(2, h - 3, 2)
-        anchors[y : y + 2, x : x + 2] = c
-    nearest = ndi.distance_transform_edt(anchors == 0, return_distances=False, return_indices=True)
-    lab = anchors[nearest[0], nearest[1]]
-    frozen = anchors > 0
-    content = rng.integers(-1, 4, (h, w, 3))
-    log_profile = np.log(rng.dirichlet(np.ones(4) * 0.3, n + 1))
+    n = 8
+    _, lab, frozen, content, log_profile = _random_cells(seed, 40, n)
     moves = _solve(lab, frozen, content, log_profile, rate=(0.5, *([1.2] * n)), smoothness=0.2, anneal=5, seed=seed)
     assert moves[-1] == 0 and moves[5:].sum() > 0  # the greedy sweeps converged after moving bins
     again = _solve(lab, frozen, content, log_profile, rate=(0.5, *([1.2] * n)), smoothness=0.2)
