@@ -31,6 +31,7 @@ from skimage.measure import label as connected_regions
 from jointseg._core.bin_solver import solve_bins
 from jointseg._core.expansion import grow_nuclei
 from jointseg._core.expression_model import ExpressionModel, fit_expression_model
+from jointseg._core.memory import release_memory
 from jointseg._core.tiling import BlockGrid, array_from_blocks
 from jointseg._core.transcripts import TranscriptIndex
 
@@ -472,6 +473,9 @@ def refine_labels(
         raise ValueError("No transcript falls in any cell's core: nothing to learn the cells' expression from.")
     model = fitted(counted)
     median_core = float(np.median(np.asarray(counted.core.sum(axis=1))))
+    # The blocks' counts and the clustering's temporaries are garbage now: hand their pages back
+    # before the solve, which holds its blocks on top of whatever the process keeps.
+    release_memory(step_bytes=counted.cell.data.nbytes * 3)
     # EM: the cells' profiles and rates are re-fitted to the refined cells, and the input solved again
     # (same zone, same start): rates from outlines that were too large are too low. The background
     # keeps what was measured outside the input cells: outside the refined cells are only the gaps
