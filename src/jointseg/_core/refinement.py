@@ -474,8 +474,9 @@ def refine_labels(
     model = fitted(counted)
     median_core = float(np.median(np.asarray(counted.core.sum(axis=1))))
     # The blocks' counts and the clustering's temporaries are garbage now: hand their pages back
-    # before the solve, which holds its blocks on top of whatever the process keeps.
-    release_memory(step_bytes=counted.cell.data.nbytes * 3)
+    # before the solve, which holds its blocks on top of whatever the process keeps. The step's size
+    # is that of the summed counts (small slides skip the full collection).
+    release_memory(step_bytes=sum(m.data.nbytes + m.indices.nbytes for m in (counted.core, counted.cell)))
     # EM: the cells' profiles and rates are re-fitted to the refined cells, and the input solved again
     # (same zone, same start): rates from outlines that were too large are too low. The background
     # keeps what was measured outside the input cells: outside the refined cells are only the gaps
