@@ -78,10 +78,12 @@ def test_segment_with_refine_then_refine_a_store(xenium_store, tmp_path, capsys)
     assert result["table"].uns["jointseg"]["joint"]["refine"]["n_types_found"] >= 2
     # refine any labels in a store (here the refined cells again, with rounder cells)
     again = tmp_path / "again.zarr"
-    assert main(["refine", str(out), str(again), "--labels-key", "joint", "--smoothness", "2"]) == 0
+    args = ["--labels-key", "joint", "--smoothness", "2", "--background-border", "0.5"]
+    assert main(["refine", str(out), str(again), *args]) == 0
     assert "refine:" in capsys.readouterr().out
     result = jg.io.read_zarr(again)
     assert result["refined_table"].uns["jointseg"]["refined_labels"]["refine"]["smoothness"] == 2
+    assert result["refined_table"].uns["jointseg"]["refined_labels"]["refine"]["background_border"] == 0.5
     assert result["refined_table"].uns["jointseg"]["refined_labels"]["labels_key"] == "joint"
     assert main(["refine", str(out), str(tmp_path / "x.zarr"), "--labels-key", "missing"]) == 2
     assert "No label element 'missing'" in capsys.readouterr().err

@@ -13,13 +13,16 @@ def _bins(genes_of_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, flat[flat >= 0].astype(np.int64)
 
 
-def _solve(lab, frozen, content, log_profile, *, rate=(0.3, 1.0, 1.0), smoothness=0.5, anneal=0, seed=0):
+def _solve(
+    lab, frozen, content, log_profile, *, rate=(0.3, 1.0, 1.0), smoothness=0.5, background_border=1.0, anneal=0, seed=0
+):
     starts, genes = _bins(content)
     rate = np.asarray(rate, float)
     temperatures = np.geomspace(2.0, 0.05, anneal) if anneal else np.zeros(0)
     return solve_bins(
-        lab, frozen, starts, genes, log_profile, np.log(rate), rate, smoothness, 50, temperatures, seed, (0, 0)
-    )
+        lab, frozen, starts, genes, log_profile, np.log(rate), rate, smoothness, background_border, 50, temperatures,
+        seed, (0, 0),
+    )  # fmt: skip
 
 
 def _two_cell_case():
@@ -51,6 +54,37 @@ def test_empty_bins_go_to_the_background_when_cells_are_dense():
     content[:, :6, 0] = 0  # transcripts in the left half only
     _solve(lab, frozen, content, np.log(np.array([[1.0], [1.0]])), rate=(0.05, 1.5))
     assert (lab[:, :5] == 1).all() and (lab[:, 7:] == 0).all()
+
+
+def _gap_case(closed: bool):
+    """Two cells of two transcripts of their own gene per bin (columns 0-4 and 7-11, anchored at the edges) with two
+    empty columns between them, given closed (the cells meet) or open (background between them).
+    Closing the gap saves one border of a column, opening it gains the empty bins' likelihood.
+    """
+    h, w = 8, 12
+    lab = np.where(np.arange(w) < 6, 1, 2)[None].repeat(h, 0)
+    if not closed:
+        lab[:, 5:7] = 0
+    frozen = np.zeros((h, w), bool)
+    frozen[:, :2] = frozen[:, -2:] = True
+    content = np.where(np.arange(w) < 6, 0, 1)[None, :, None].repeat(h, 0).repeat(2, 2)
+    content[:, 5:7] = -1
+    return lab, frozen, content, np.log(np.array([[0.5, 0.5], [0.95, 0.05], [0.05, 0.95]]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("background_border", "opens"), [(1.0, False), (0.5, True)])
+def test_a_gap_between_cells_closes_only_when_a_border_with_the_background_costs_as_much_as_one_between_cells(
+    background_border, opens, seed
+):
+    # Closed: one border between the cells. Open: two with the background, each background_border
+    # times as costly, against 16 empty bins that favour the background by 0.7 each.
+    lab, frozen, content, log_profile = _gap_case(closed=opens)  # start from the other answer
+    _solve(lab, frozen, content, log_profile, rate=(0.3, 1.0, 1.0), smoothness=1.0,
+           background_border=background_border, anneal=20, seed=seed)  # fmt: skip
+    assert (lab[:, :5] == 1).all() and (lab[:, 7:] == 2).all()
+    # Closed, the cells may meet anywhere in the gap (its bins are alike).
+    assert (lab[:, 5:7] == 0).all() if opens else (lab[:, 5:7] > 0).all()
 
 
 def _random_cells(seed: int, size: int, n: int):

@@ -5,14 +5,20 @@ smoothness, and no move may ever cut a cell in two.
 Iterated conditional modes (Besag 1986) over the boundary bins, after a short annealing: a bin
 may take the label of one of its four neighbours or the background, whichever raises
 
-    sum over its transcripts of log(rate_c * p_c(gene)) - rate_c + smoothness * (8-neighbours labelled c)
+    sum over its transcripts of log(rate_c * p_c(gene)) - rate_c - smoothness * (border it makes)
 
-the most (diagonal neighbours weigh 1/sqrt(2), so the boundary penalty is close to isotropic, as
-in Boykov & Kolmogorov's geo-cuts). A bin leaves a cell only if the cell's other bins around it
-stay 4-connected through its 8-neighbourhood (a local simple-point test, sufficient for global
-connectivity), and bins on a cell's anchor (its nucleus) never move, so every cell stays one piece
-holding its nucleus. Proseg makes the same kind of boundary-voxel moves by Metropolis sampling;
-ICM is its deterministic, greedy limit and converges in tens of sweeps.
+the most. The border counts the bin's 8-neighbours of another label (diagonal neighbours weigh
+1/sqrt(2), so the boundary penalty is close to isotropic, as in Boykov & Kolmogorov's geo-cuts);
+a neighbour across a border between a cell and the background counts ``background_border`` times.
+At 1 (the Potts model) a gap between two cells costs twice the border they would share, so the
+smoothness closes thin gaps: packed tissue. At 0.5 every cell pays for its own perimeter only and a
+gap costs what a shared border does, so the transcripts alone decide whether it opens.
+
+A bin leaves a cell only if the cell's other bins around it stay 4-connected through its
+8-neighbourhood (a local simple-point test, sufficient for global connectivity), and bins on a
+cell's anchor (its nucleus) never move, so every cell stays one piece holding its nucleus. Proseg
+makes the same kind of boundary-voxel moves by Metropolis sampling; ICM is its deterministic,
+greedy limit and converges in tens of sweeps.
 
 Written with numba: the sweeps visit every boundary bin and branch per bin, which numpy cannot
 vectorise (each move changes the neighbours' options).
@@ -70,15 +76,16 @@ def _log_likelihood(b: int, c: int, starts, genes, log_profile, log_rate, rate) 
 
 
 @njit(cache=True)
-def _agreement(lab: np.ndarray, y: int, x: int, c: int, diagonal: float) -> float:
-    """Weighted number of ``(y, x)``'s 8-neighbours labelled ``c``."""
+def _border(lab: np.ndarray, y: int, x: int, c: int, diagonal: float, background_border: float) -> float:
+    """Weighted number of ``(y, x)``'s 8-neighbours not labelled ``c`` (see the module docstring)."""
     h, w = lab.shape
     total = 0.0
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             yy, xx = y + dy, x + dx
-            if (dy or dx) and 0 <= yy < h and 0 <= xx < w and lab[yy, xx] == c:
-                total += 1.0 if dy == 0 or dx == 0 else diagonal
+            if (dy or dx) and 0 <= yy < h and 0 <= xx < w and lab[yy, xx] != c:
+                weight = 1.0 if dy == 0 or dx == 0 else diagonal
+                total += weight * background_border if c == 0 or lab[yy, xx] == 0 else weight
     return total
 
 
@@ -101,8 +108,8 @@ def _uniform(seed: int, sweep: int, y: int, x: int) -> float:
 
 
 @njit(cache=True)
-def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness, temperature, seed, oy, ox,
-           candidates, scores):  # fmt: skip
+def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness, background_border,
+           temperature, seed, oy, ox, candidates, scores):  # fmt: skip
     """Update one bin (see :func:`solve_bins`); returns whether it moved. ``candidates`` and
     ``scores`` are work buffers of 6 (allocated once per solve: an allocation per bin cost as much
     as the rest of the visit).
@@ -128,7 +135,7 @@ def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate,
     for m in range(n):
         c = candidates[m]
         scores[m] = _log_likelihood(b, c, starts, genes, log_profile, log_rate, rate)
-        scores[m] += smoothness * _agreement(lab, y, x, c, _DIAGONAL)
+        scores[m] -= smoothness * _border(lab, y, x, c, _DIAGONAL, background_border)
     best = a
     if temperature > 0:
         top = scores[:n].max()
@@ -163,6 +170,7 @@ def solve_bins(
     log_rate: np.ndarray,
     rate: np.ndarray,
     smoothness: float,
+    background_border: float,
     max_sweeps: int,
     temperatures: np.ndarray,
     seed: int,
@@ -191,7 +199,9 @@ def solve_bins(
     log_rate, rate
         Expected transcripts per bin per label and its log.
     smoothness
-        Reward per agreeing 4-neighbour (diagonals weigh 1/sqrt(2)).
+        Cost per 4-neighbour across a border (diagonals weigh 1/sqrt(2)).
+    background_border
+        Weight of a border between a cell and the background, relative to one between two cells.
     max_sweeps
         Most ICM sweeps after the annealing.
     temperatures
@@ -226,7 +236,7 @@ def solve_bins(
                             continue
                         pending[y, x] = False
                     if _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness,
-                              temperature, seed, oy, ox, candidates, scores):  # fmt: skip
+                              background_border, temperature, seed, oy, ox, candidates, scores):  # fmt: skip
                         moves[sweep] += 1
                         if greedy:  # later phases of this sweep and every phase of the next
                             ys, ye, xs, xe = max(y - 1, 0), min(y + 2, h), max(x - 1, 0), min(x + 2, w)

@@ -59,6 +59,7 @@ class RefineParams:
 
     bin_um: float = 1.0
     smoothness: float = 0.85
+    background_border: float = 1.0
     core_um: float = 1.5
     prior_counts: float = 30.0
     ambient: float = 0.1
@@ -79,6 +80,8 @@ class RefineParams:
         for name in ("smoothness", "core_um", "prior_counts", "min_density_per_um2"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if not self.background_border > 0:
+            raise ValueError(f"background_border must be > 0, got {self.background_border}.")
         if not 0 < self.ambient < 1:
             raise ValueError(f"ambient must be in (0, 1), got {self.ambient}.")
         if self.n_types < 1 or self.max_sweeps < 1 or self.em_iterations < 1:
@@ -327,6 +330,7 @@ def refine_block(
     sigma: float,
     min_count: float,
     smoothness: float,
+    background_border: float,
     max_sweeps: int,
     temperatures: np.ndarray,
     seed: int,
@@ -369,7 +373,7 @@ def refine_block(
     rate = model.block_rates(ids, bin_area_um2)
     solve_bins(
         local, frozen, starts, gene_local.astype(np.int64), model.block_log_profiles(ids, genes),
-        np.log(rate), rate, smoothness, max_sweeps, temperatures, seed, (ext[0] // s, ext[2] // s),
+        np.log(rate), rate, smoothness, background_border, max_sweeps, temperatures, seed, (ext[0] // s, ext[2] // s),
     )  # fmt: skip
     refined = np.concatenate([[0], ids])[local]
     pixels = upsample_labels(refined, s, (h, w))
@@ -457,7 +461,7 @@ def refine_labels(
             labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, model,
             bin_px=s, bin_area_um2=(s * pixel_size_um) ** 2, grow_px=grow_px,
             sigma=params.density_sigma_um / pixel_size_um, min_count=params.min_density_per_um2 * pixel_size_um**2,
-            smoothness=params.smoothness, max_sweeps=params.max_sweeps,
+            smoothness=params.smoothness, background_border=params.background_border, max_sweeps=params.max_sweeps,
             temperatures=np.geomspace(params.temperature, 0.05, params.anneal_sweeps)
             if params.anneal_sweeps else np.zeros(0), seed=params.seed, **kw,
         )  # fmt: skip

@@ -89,7 +89,8 @@ def cmd_refine(args: argparse.Namespace) -> None:
         with step("refine", quiet=args.quiet):
             jg.seg.refine(
                 sdata, labels_key=args.labels_key, shapes_key=args.shapes_key, image_key=args.image_key,
-                points_key=args.points_key, nuclei_key=args.nuclei_key, smoothness=args.smoothness, seed=args.seed,
+                points_key=args.points_key, nuclei_key=args.nuclei_key, smoothness=args.smoothness,
+                background_border=args.background_border, seed=args.seed,
                 key_added=args.key_added, boundaries_key=args.boundaries_key, table_key=args.table_key,
                 coordinate_system=args.coordinate_system, overwrite=args.overwrite,
                 **({"block_size": args.block_size} if args.block_size is not None else {}),
@@ -145,6 +146,10 @@ def add_parsers(sub: argparse._SubParsersAction, *, parents: list[argparse.Argum
     p.add_argument("--coordinate-system", default="global")
     p.add_argument("--microns-per-unit", type=float, default=None, help="microns in one unit (see jg.pp.set_units)")
     p.add_argument("--smoothness", type=float, default=0.85, help="higher: rounder cells; lower: follow transcripts")
+    p.add_argument(
+        "--background-border", type=float, default=1.0,
+        help="cost of a cell's border with the background relative to one with a cell (0.5: gaps between cells open)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--key-added", default="refined_labels", help="name of the refined labels")
     p.add_argument("--boundaries-key", default="refined_boundaries", help="name of their polygons")

@@ -27,6 +27,7 @@ def refine(
     nuclei_key: str = NUCLEI_KEY,
     grow_um: float | None = None,
     smoothness: float = 0.85,
+    background_border: float = 1.0,
     bin_um: float = 1.0,
     core_um: float = 1.5,
     prior_counts: float = 30.0,
@@ -79,8 +80,15 @@ def refine(
         percentile of the cells' reach beyond their nuclei, estimated from the transcripts (needs
         ``nuclei_key``; 0 without it).
     smoothness
-        Reward per pair of neighbouring bins in the same cell, in log-likelihood units: higher
-        gives rounder cells, lower follows single transcripts.
+        Cost per pair of neighbouring bins across a border, in log-likelihood units: higher gives
+        rounder cells, lower follows single transcripts.
+    background_border
+        Cost of a border between a cell and the background, relative to one between two cells. 1
+        suits packed tissue: a gap between two cells costs twice the border they would share, so
+        thin gaps close and most transcripts are assigned. 0.5: each cell pays for its own
+        perimeter and a gap costs what a shared border does, so the transcripts alone decide whether
+        it opens; use it for cells with empty space between them (cultured cells, loose or
+        lymphoid tissue), where 1 makes small cells too large (docs: "Gaps between cells").
     bin_um
         Bin edge in microns: the unit a boundary moves by (rounded to whole pixels).
     core_um
@@ -141,9 +149,9 @@ def refine(
     if copy:
         sdata = deepcopy(sdata)
     params = RefineParams(
-        bin_um=bin_um, smoothness=smoothness, core_um=core_um, prior_counts=prior_counts, ambient=ambient,
-        n_types=n_types, max_sweeps=max_sweeps, em_iterations=em_iterations, em_tolerance=em_tolerance,
-        min_density_per_um2=min_density_per_um2,
+        bin_um=bin_um, smoothness=smoothness, background_border=background_border, core_um=core_um,
+        prior_counts=prior_counts, ambient=ambient, n_types=n_types, max_sweeps=max_sweeps,
+        em_iterations=em_iterations, em_tolerance=em_tolerance, min_density_per_um2=min_density_per_um2,
         density_sigma_um=density_sigma_um, seed=seed, temperature=temperature, anneal_sweeps=anneal_sweeps,
     )  # fmt: skip
     if grow_um is not None and grow_um < 0:
