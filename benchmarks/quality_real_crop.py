@@ -2,7 +2,7 @@
 nuclei expansion vs Xenium.
 
 Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods genesegnet segjointgene sslcst]
-[--refine-seeds 0 1 2]`` (fetches the crop once). ``expand_nuclei`` runs with 8 um, with its
+[--refine-seeds 0 1 2] [--background-border 1.0]`` (fetches the crop once). ``expand_nuclei`` runs with 8 um, with its
 estimated extents, and with ``refine=True`` (expression refinement, once per seed: the annealing
 and the type clustering are random). Each network is trained once on the crop and applied with its
 defaults (which refine the cells) and with ``refine=False`` (the paper's cells); GeneSegNet also
@@ -34,6 +34,7 @@ parser.add_argument("--steps", type=int, default=150)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--methods", nargs="+", default=["genesegnet", "segjointgene", "sslcst"])
 parser.add_argument("--refine-seeds", type=int, nargs="+", default=[0, 1, 2])
+parser.add_argument("--background-border", type=float, default=1.0, help="refine option (jg.seg.refine)")
 parser.add_argument(
     "--no-paper-variants",
     action="store_true",
@@ -91,10 +92,11 @@ def matched_expansion(target, label):
     print(f"  matched to {label}: {mid:.1f} um, MECR {matched['mecr']:.4f}", flush=True)
 
 
+REFINE = True if args.background_border == 1.0 else {"background_border": args.background_border}
 run("expand_nuclei 8um", jg.seg.expand_nuclei, max_distance_um=8.0)
 run("expand_nuclei (estimated extents)", jg.seg.expand_nuclei)
 for seed in args.refine_seeds:
-    run(f"expand_nuclei + refine (seed {seed})", jg.seg.expand_nuclei, refine=True, seed=seed)
+    run(f"expand_nuclei + refine (seed {seed})", jg.seg.expand_nuclei, refine=REFINE, seed=seed)
     matched_expansion(rows[f"expand_nuclei + refine (seed {seed})"]["fraction_assigned"], f"refine seed {seed}")
 logs = {}
 if "genesegnet" in args.methods:
@@ -103,7 +105,7 @@ if "genesegnet" in args.methods:
                                     seed=args.seed, progress=False)  # fmt: skip
     times["genesegnet training"] = time.perf_counter() - start
     logs["genesegnet"] = model.training_log["rounds"]
-    run("genesegnet (+ refine)", jg.seg.genesegnet, model=model, progress=False)
+    run("genesegnet (+ refine)", jg.seg.genesegnet, model=model, refine=REFINE, progress=False)
     matched_expansion(rows["genesegnet (+ refine)"]["fraction_assigned"], "genesegnet")
     if not args.no_paper_variants:
         run("genesegnet refine=False (paper)", jg.seg.genesegnet, model=model, refine=False, progress=False)
@@ -112,7 +114,8 @@ if "genesegnet" in args.methods:
         matched_expansion(rows["genesegnet refine=False (paper)"]["fraction_assigned"], "genesegnet refine=False")
 if "segjointgene" in args.methods:
     model_path = Path(tempfile.mkdtemp()) / "segjointgene_crop.pt"
-    run("segjointgene (+ refine)", jg.seg.segjointgene, save_model=model_path, seed=args.seed, progress=False)
+    run("segjointgene (+ refine)", jg.seg.segjointgene, save_model=model_path, seed=args.seed, refine=REFINE,
+        progress=False)  # fmt: skip
     logs["segjointgene"] = uns_of("segjointgene (+ refine)")["training_log"]
     top = sdata[keys_of("segjointgene (+ refine)")["table_key"]].var.sort_values("jg_cid_rank").index[:20]
     matched_expansion(rows["segjointgene (+ refine)"]["fraction_assigned"], "segjointgene")
@@ -123,7 +126,7 @@ if "segjointgene" in args.methods:
         matched_expansion(rows["segjointgene refine=False"]["fraction_assigned"], "segjointgene refine=False")
 if "sslcst" in args.methods:
     model_path = Path(tempfile.mkdtemp()) / "sslcst_crop.pt"
-    run("sslcst (+ refine)", jg.seg.sslcst, save_model=model_path, seed=args.seed, progress=False)
+    run("sslcst (+ refine)", jg.seg.sslcst, save_model=model_path, seed=args.seed, refine=REFINE, progress=False)
     logs["sslcst"] = uns_of("sslcst (+ refine)")["training_log"]
     matched_expansion(rows["sslcst (+ refine)"]["fraction_assigned"], "sslcst")
     if not args.no_paper_variants:

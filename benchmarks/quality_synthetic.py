@@ -1,7 +1,8 @@
 """Segmentation quality against synthetic truth, on realistic tissue regimes at several pixel sizes.
 
 Run: ``.venv/bin/python benchmarks/quality_synthetic.py [--regimes epithelium stroma cultured tumour]
-[--pixel-sizes 0.2125 0.5] [--methods expand_nuclei genesegnet segjointgene sslcst] [--seed 0]``.
+[--pixel-sizes 0.2125 0.5] [--methods expand_nuclei genesegnet segjointgene sslcst] [--seed 0]
+[--background-border 1.0]``.
 
 Each slide is :func:`jointseg.datasets.synthetic` with ``regime=...`` (cell sizes and shapes in
 microns, boundaries that are not expansions of nuclei, type-specific expression, ambient
@@ -27,6 +28,7 @@ parser.add_argument("--regimes", nargs="+", default=["epithelium", "stroma", "cu
 parser.add_argument("--pixel-sizes", type=float, nargs="+", default=[0.2125, 0.5])
 parser.add_argument("--methods", nargs="+", default=["expand_nuclei", "refine", "genesegnet", "segjointgene", "sslcst"])
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--background-border", type=float, default=1.0, help="refine option of every refined method")
 args = parser.parse_args()
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -36,7 +38,8 @@ EXPANSIONS_UM = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0)
 def refine_expansion(sdata, **kw):
     """``expand_nuclei`` with its defaults, then :func:`jointseg.seg.refine` (its cells under the usual keys)."""
     out = jg.seg.expand_nuclei(sdata, **kw)
-    jg.seg.refine(out, labels_key="cell_labels", key_added="refined", table_key="refined_table")
+    jg.seg.refine(out, labels_key="cell_labels", key_added="refined", table_key="refined_table",
+                  background_border=args.background_border)  # fmt: skip
     out["cell_labels"], out["table"] = out["refined"], out["refined_table"]
     out["table"].uns["jointseg"]["cell_labels"] = out["table"].uns["jointseg"]["refined"]
     return out
@@ -49,6 +52,7 @@ METHODS = {
     "segjointgene": jg.seg.segjointgene,
     "sslcst": jg.seg.sslcst,
 }
+REFINE = True if args.background_border == 1.0 else {"background_border": args.background_border}
 records = []
 
 
@@ -83,7 +87,7 @@ for regime in args.regimes:
         for d in EXPANSIONS_UM:
             score(sdata, row, f"expand {d:g} um", jg.seg.expand_nuclei, max_distance_um=d)
         for name in args.methods:
-            kw = {} if name in ("expand_nuclei", "refine") else {"progress": False}
+            kw = {} if name in ("expand_nuclei", "refine") else {"progress": False, "refine": REFINE}
             score(sdata, row, f"{name} (defaults)", METHODS[name], **kw)
         print(f"done: {regime} at {px} um/px", flush=True)
 

@@ -69,3 +69,15 @@ def test_default_reach_follows_the_cells_and_the_halo_follows_the_reach(extent_u
     assert jg.metrics.instance_scores(whole, truth)["mean_iou"] > fixed + 0.05
     jg.seg.expand_nuclei(sdata, block_size=96, overwrite=True, **kw)
     np.testing.assert_array_equal(sdata["cell_labels"].values, whole)
+
+
+def test_refine_takes_options_of_the_refinement(synth):
+    jg.pp.nuclei(synth, image_key="morphology")
+    kw = {"image_key": "morphology", "points_key": "transcripts", "overwrite": True}
+    jg.seg.expand_nuclei(synth, refine={"background_border": 0.5, "smoothness": 1.5}, seed=2, **kw)
+    recorded = synth["table"].uns["jointseg"]["cell_labels"]["refine"]
+    assert (recorded["background_border"], recorded["smoothness"], recorded["seed"]) == (0.5, 1.5, 2)
+    with pytest.raises(ValueError, match=r"Unknown refine option.*smothness"):
+        jg.seg.expand_nuclei(synth, refine={"smothness": 1.5}, **kw)
+    with pytest.raises(ValueError, match=r"Unknown refine option.*seed"):
+        jg.seg.expand_nuclei(synth, refine={"seed": 1}, **kw)

@@ -16,8 +16,9 @@ profiles and rates may be fitted again to the refined cells' counts and the inpu
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
-from typing import NamedTuple
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
@@ -91,6 +92,27 @@ class RefineParams:
             )
         if not self.em_tolerance >= 0:
             raise ValueError(f"em_tolerance must be >= 0, got {self.em_tolerance}.")
+
+
+def refine_params(refine: bool | Mapping[str, Any], *, seed: int) -> RefineParams | None:
+    """What a method's ``refine`` argument asks for: None (False), the defaults (True), or these
+    options of :func:`jointseg.seg.refine` (a mapping, e.g. ``{"background_border": 0.5}``).
+
+    Examples
+    --------
+    >>> refine_params({"smoothness": 2.0}, seed=1).smoothness
+    2.0
+
+    """
+    if isinstance(refine, Mapping):
+        unknown = set(refine) - {f.name for f in fields(RefineParams)} | ({"seed"} & set(refine))
+        if unknown:
+            raise ValueError(
+                f"Unknown refine option(s) {sorted(unknown)}; choose among those of jointseg.seg.refine's "
+                f"expression model and solver: {sorted(f.name for f in fields(RefineParams) if f.name != 'seed')}."
+            )
+        return RefineParams(seed=seed, **refine)
+    return RefineParams(seed=seed) if refine else None
 
 
 def cell_anchors(labels: np.ndarray, nuclei: np.ndarray | None = None) -> np.ndarray:

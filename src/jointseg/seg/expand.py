@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import dask
 import numpy as np
 from spatialdata import SpatialData, deepcopy
@@ -16,7 +19,7 @@ from jointseg._core.constants import (
 from jointseg._core.docs import d
 from jointseg._core.expansion import expand_block
 from jointseg._core.method_run import start_run
-from jointseg._core.refinement import RefineParams
+from jointseg._core.refinement import refine_params
 from jointseg._core.tiling import BlockGrid, array_from_blocks
 
 
@@ -30,7 +33,7 @@ def expand_nuclei(
     max_distance_um: float | None = None,
     min_density_per_um2: float = 0.15,
     density_sigma_um: float = 2.0,
-    refine: bool = False,
+    refine: bool | Mapping[str, Any] = False,
     seed: int = 0,
     key_added: str = CELL_LABELS_KEY,
     shapes_key: str = CELL_SHAPES_KEY,
@@ -62,8 +65,8 @@ def expand_nuclei(
         Blur of the transcript density.
     refine
         Refine the grown cells by each cell's own expression (:func:`jointseg.seg.refine` with its
-        defaults): the joint pipeline. False (default): the stain-only baseline every joint method is
-        compared with.
+        defaults, or with the options of a dict such as ``{"background_border": 0.5}``): the joint
+        pipeline. False (default): the stain-only baseline every joint method is compared with.
     seed
         Seed of the refinement.
     block_size
@@ -114,6 +117,6 @@ def expand_nuclei(
         "density_sigma_um": density_sigma_um,
     }
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               overwrite=overwrite, refine=refine_params(refine, seed=seed),
                largest_cell_um=run.largest_cell_um(None, at_least=30.0) if refine else 30.0)  # fmt: skip
     return sdata if copy else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -16,7 +17,7 @@ from jointseg._core.config import config_dict, resolve_config
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.docs import d
 from jointseg._core.method_run import start_run
-from jointseg._core.refinement import RefineParams
+from jointseg._core.refinement import refine_params
 from jointseg.models import GeneSegNetModel, UNetConfig
 from jointseg.seg.genesegnet.config import GeneSegNetConfig
 from jointseg.seg.genesegnet.infer import instance_params, predict_cells, slide_inputs
@@ -123,7 +124,7 @@ def genesegnet(
     prior_expansion_um: float | None = None,
     min_cell_area_um2: float = 20.0,
     max_cell_diameter_um: float | None = None,
-    refine: bool = True,
+    refine: bool | Mapping[str, Any] = True,
     centres: Literal["nuclei", "votes"] = "nuclei",
     config: GeneSegNetConfig | None = None,
     block_size: int = 2048,
@@ -236,6 +237,6 @@ def genesegnet(
         "training_seconds": trained_s, **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               overwrite=overwrite, refine=refine_params(refine, seed=seed),
                largest_cell_um=max_cell_diameter_um)  # fmt: skip
     return sdata if copy else None

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_C
 from jointseg._core.docs import d
 from jointseg._core.genes import gene_lookup, select_genes
 from jointseg._core.method_run import MethodRun, start_run
-from jointseg._core.refinement import RefineParams
+from jointseg._core.refinement import refine_params
 from jointseg.models import SegJointGeneModel
 from jointseg.seg.segjointgene.celltypes import leiden_types, nearest_types, nucleus_counts, type_profiles
 from jointseg.seg.segjointgene.config import SegJointGeneConfig
@@ -169,7 +170,7 @@ def segjointgene(
     max_expansion_um: float | None = None,
     prior_expansion_um: float | None = None,
     max_cell_diameter_um: float | None = None,
-    refine: bool = True,
+    refine: bool | Mapping[str, Any] = True,
     config: SegJointGeneConfig | None = None,
     block_size: int = 2048,
     device: str | None = None,
@@ -292,7 +293,7 @@ def segjointgene(
         **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               overwrite=overwrite, refine=refine_params(refine, seed=seed),
                largest_cell_um=max_cell_diameter_um)  # fmt: skip
     _write_gene_scores(sdata[table_key], model, type_of)
     gene_scores(sdata, table_key=table_key)

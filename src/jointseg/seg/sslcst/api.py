@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_C
 from jointseg._core.docs import d
 from jointseg._core.genes import gene_lookup, select_genes
 from jointseg._core.method_run import MethodRun, start_run
-from jointseg._core.refinement import RefineParams
+from jointseg._core.refinement import refine_params
 from jointseg.models import SSLCSTModel
 from jointseg.seg.sslcst.config import SSLCSTConfig
 from jointseg.seg.sslcst.infer import predict_sslcst_cells
@@ -132,7 +133,7 @@ def sslcst(
     adaptive: bool = True,
     min_cell_area_um2: float = 20.0,
     max_cell_diameter_um: float | None = None,
-    refine: bool = True,
+    refine: bool | Mapping[str, Any] = True,
     config: SSLCSTConfig | None = None,
     block_size: int = 2048,
     device: str | None = None,
@@ -261,6 +262,6 @@ def sslcst(
         "training_log": model.training_log, "training_seconds": trained_s, **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite, refine=RefineParams(seed=seed) if refine else None,
+               overwrite=overwrite, refine=refine_params(refine, seed=seed),
                largest_cell_um=max_cell_diameter_um)  # fmt: skip
     return sdata if copy else None
