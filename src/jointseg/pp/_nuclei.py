@@ -15,6 +15,7 @@ from spatialdata.transformations import get_transformation
 
 from jointseg._core.backed import announce_written, materialise, store_element
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
+from jointseg._core.memory import release_memory
 from jointseg._core.nucleus_scale import (
     FAINT_FRACTION,
     FAINT_RADIUS,
@@ -264,4 +265,7 @@ def nuclei(
     announce_written(sdata, [key_added])
     n = int(sdata[key_added].max().compute())
     logger.info("Found %d nuclei in %r.", n, image_key)
+    # The blocks' temporaries stay in glibc's arenas otherwise: measured +0.28 GB resident after a
+    # 4096 px slide, under whatever the next step (a network's training) holds.
+    release_memory(step_bytes=image.data.nbytes)
     return sdata if copy else None
