@@ -92,7 +92,7 @@ def matched_expansion(target, label):
     print(f"  matched to {label}: {mid:.1f} um, MECR {matched['mecr']:.4f}", flush=True)
 
 
-REFINE = True if args.background_border == 1.0 else {"background_border": args.background_border}
+REFINE = {"background_border": args.background_border}  # the refinement's defaults but this one
 run("expand_nuclei 8um", jg.seg.expand_nuclei, max_distance_um=8.0)
 run("expand_nuclei (estimated extents)", jg.seg.expand_nuclei)
 for seed in args.refine_seeds:

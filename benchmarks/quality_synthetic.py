@@ -52,7 +52,7 @@ METHODS = {
     "segjointgene": jg.seg.segjointgene,
     "sslcst": jg.seg.sslcst,
 }
-REFINE = True if args.background_border == 1.0 else {"background_border": args.background_border}
+REFINE = {"background_border": args.background_border}  # the refinement's defaults but this one
 records = []
 
 

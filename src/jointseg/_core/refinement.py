@@ -105,12 +105,9 @@ def refine_params(refine: bool | Mapping[str, Any], *, seed: int) -> RefineParam
 
     """
     if isinstance(refine, Mapping):
-        unknown = set(refine) - {f.name for f in fields(RefineParams)} | ({"seed"} & set(refine))
-        if unknown:
-            raise ValueError(
-                f"Unknown refine option(s) {sorted(unknown)}; choose among those of jointseg.seg.refine's "
-                f"expression model and solver: {sorted(f.name for f in fields(RefineParams) if f.name != 'seed')}."
-            )
+        allowed = {f.name for f in fields(RefineParams)} - {"seed"}  # the method's own seed is the refinement's
+        if unknown := set(refine) - allowed:
+            raise ValueError(f"Unknown refine option(s) {sorted(unknown)}; choose among {sorted(allowed)}.")
         return RefineParams(seed=seed, **refine)
     return RefineParams(seed=seed) if refine else None
 

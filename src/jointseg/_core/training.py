@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from jointseg._core.fields import window_origins
+from jointseg._core.memory import release_memory
 
 
 @dataclass
@@ -107,6 +108,9 @@ def fit(
     if best_state is not None:
         network.load_state_dict(best_state)
     network.eval()
+    # torch's freed activations stay in glibc's arenas otherwise: ~0.9 GB resident after GeneSegNet's
+    # training on a 4096 px slide, under whatever the next step holds.
+    release_memory()
     return log
 
 

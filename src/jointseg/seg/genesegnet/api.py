@@ -16,7 +16,6 @@ from spatialdata import SpatialData, deepcopy
 from jointseg._core.config import config_dict, resolve_config
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.docs import d
-from jointseg._core.memory import release_memory
 from jointseg._core.method_run import start_run
 from jointseg._core.refinement import refine_params
 from jointseg.models import GeneSegNetModel, UNetConfig
@@ -215,7 +214,6 @@ def genesegnet(
             prior_expansion_um=prior_expansion_um, min_cell_area_um2=min_cell_area_um2, centres=centres, seed=seed,
             progress=progress,
         )  # fmt: skip
-        release_memory()  # the training tiles and torch's freed activations (~1 GB on a 4096 px slide)
     if config.window % model.network.multiple:
         raise ValueError(
             f"window must be a multiple of {model.network.multiple} for this network, got {config.window}."

@@ -19,7 +19,6 @@ from jointseg._core.config import config_dict, resolve_config
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.docs import d
 from jointseg._core.genes import gene_lookup, select_genes
-from jointseg._core.memory import release_memory
 from jointseg._core.method_run import MethodRun, start_run
 from jointseg._core.refinement import refine_params
 from jointseg.models import SegJointGeneModel
@@ -268,7 +267,6 @@ def segjointgene(
             steps=steps, max_rounds=max_rounds, cid_top=cid_top, fill=fill, prior_expansion_um=prior_expansion_um,
             max_expansion_um=max_expansion_um, seed=seed, progress=progress,
         )  # fmt: skip
-        release_memory()  # the training tiles and torch's freed activations (~1 GB on a 4096 px slide)
     elif len(model.types) != len(type_names):
         raise ValueError(
             f"The model has {len(model.types)} cell types but Leiden found {len(type_names)} on this slide; "

@@ -16,7 +16,6 @@ from jointseg._core.config import config_dict, resolve_config
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.docs import d
 from jointseg._core.genes import gene_lookup, select_genes
-from jointseg._core.memory import release_memory
 from jointseg._core.method_run import MethodRun, start_run
 from jointseg._core.refinement import refine_params
 from jointseg.models import SSLCSTModel
@@ -236,7 +235,6 @@ def sslcst(
             steps=steps, patience=patience, negative_distance_um=negative_distance_um,
             distance_dropout=distance_dropout, seed=seed, progress=progress,
         )  # fmt: skip
-        release_memory()  # the training tiles and torch's freed activations (~1 GB on a 4096 px slide)
     if save_model is not None:
         model.save(save_model)
     trained_s = time.perf_counter() - run.started
