@@ -69,3 +69,20 @@ def test_no_nuclei_gives_nan():
     run = start_run(sdata, method="test", image_key=None, points_key=None, nuclei_key="true_nuclei", outputs=None)
     extent = estimate_cell_extent(np.zeros((128, 128), np.int32), run.index, pixel_size_um=PX)
     assert np.isnan(extent.global_um) and extent.per_nucleus_um.shape == (1,)
+
+
+def test_nearest_nucleus_and_distance_bins_match_scipys_distances():
+    from jointseg._core.cell_extent import _nearest_and_bin
+
+    rng = np.random.default_rng(0)
+    nuclei = np.zeros((90, 70), np.int32)
+    for i in range(12):
+        y, x = rng.integers(0, 85, 1)[0], rng.integers(0, 65, 1)[0]
+        nuclei[y : y + 5, x : x + 4] = i + 1
+    distance, (iy, ix) = ndi.distance_transform_edt(nuclei == 0, return_indices=True)
+    feature = ndi.distance_transform_edt(nuclei == 0, return_distances=False, return_indices=True)
+    nearest, dbin = _nearest_and_bin(nuclei, feature, 10, 80, 5, 60, 2.35)
+    window = np.s_[10:80, 5:60]
+    np.testing.assert_array_equal(nearest, nuclei[iy, ix][window])
+    expected = np.where(distance > 0, np.floor((distance - 1) / 2.35), -1)[window]
+    np.testing.assert_array_equal(dbin, expected)

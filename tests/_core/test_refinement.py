@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from jointseg._core.refinement import SlideCounts, cell_anchors, moved_fraction, upsample_labels
+from jointseg._core.refinement import SlideCounts, _sorted_unique, cell_anchors, moved_fraction, upsample_labels
 
 
 def _reference(bins, s, shape):
@@ -30,6 +30,14 @@ def test_upsampling_equals_the_plain_tent_argmax(seed):
     s = int(rng.integers(1, 7))
     shape = (bins.shape[0] * s + int(rng.integers(0, 3)), bins.shape[1] * s)
     np.testing.assert_array_equal(upsample_labels(bins, s, shape), _reference(bins, s, shape))
+
+
+@pytest.mark.parametrize("largest", [5, 3_000, 10**12])  # dense ids (table pass) and sparse ones (hashing)
+def test_sorted_unique_equals_numpys(largest):
+    values = np.random.default_rng(0).integers(0, largest, 20_000)
+    expected = np.unique(values, return_index=True, return_counts=True)
+    for got, want in zip(_sorted_unique(values), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_upsampling_keeps_uniform_regions_and_the_dtype():
