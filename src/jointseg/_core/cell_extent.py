@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import dask
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 from numba import njit
+from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from jointseg._core.tiling import BlockGrid
