@@ -15,6 +15,7 @@ from spatialdata.transformations import get_transformation
 
 from jointseg._core.backed import announce_written, materialise, store_element
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY
+from jointseg._core.masks import max_per_label
 from jointseg._core.memory import release_memory
 from jointseg._core.nucleus_scale import (
     FAINT_FRACTION,
@@ -103,7 +104,7 @@ def segment_nuclei(image: np.ndarray, *, stats: StainStats, params: NucleiParams
     areas = np.bincount(labels.ravel())
     small = areas < params.min_area
     if params.min_thickness > 0:  # thin slivers (edges of faint cytoplasm) are not nuclei
-        thickness = 2 * ndi.maximum(depth, labels, np.arange(len(areas)))
+        thickness = 2 * max_per_label(depth, labels, len(areas))
         small |= np.asarray(thickness) < params.min_thickness
     small[0] = False
     labels[small[labels]] = 0

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from jointseg._core.constants import INSTANCE_KEY, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.fields import inference_batch, sliding_window_average
+from jointseg._core.masks import max_per_label
 from jointseg._core.nucleus_scale import measure_nucleus_width
 from jointseg._core.trained_model import TrainedModel
 from jointseg._core.training import fit
@@ -104,7 +105,7 @@ def depth_maps(nuclei: np.ndarray) -> np.ndarray:
     """
     inner = (nuclei > 0) & ~find_boundaries(nuclei, mode="inner")
     depth = ndi.distance_transform_edt(inner)
-    deepest = np.asarray(ndi.maximum(depth, nuclei, np.arange(int(nuclei.max()) + 1)))
+    deepest = max_per_label(depth, nuclei, int(nuclei.max()) + 1)
     return np.where(nuclei > 0, depth / np.maximum(deepest[nuclei], 1e-6), 0).astype(np.float32)
 
 
