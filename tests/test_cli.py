@@ -8,6 +8,7 @@ from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
 import jointseg as jg
+import jointseg.cli
 from jointseg.cli import main
 from jointseg.cli._common import step
 
@@ -218,3 +219,10 @@ def test_segment_with_sslcst(synthetic_store, tmp_path, capsys):
     table = jg.io.read_zarr(out)["table"]
     params = table.uns["jointseg"]["cell_labels"]
     assert params["method"] == "sslcst" and params["training_log"]["steps"] == 5
+
+
+def test_command_line_limits_the_malloc_arenas_before_running(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jointseg.cli, "limit_malloc_arenas", lambda *a: calls.append(a) or True)
+    assert main(["segment", "/nonexistent.zarr", "/tmp/out.zarr", "-q"]) == 2  # fails after the limit
+    assert calls == [()]

@@ -11,3 +11,9 @@ def test_only_large_steps_pay_for_a_full_collection(monkeypatch):
     memory.release_memory(step_bytes=memory.COLLECT_ABOVE_BYTES)
     memory.release_memory()  # size unknown: always
     assert len(collections) == 2
+
+
+def test_malloc_arenas_are_limited_where_glibc_is():
+    import sys
+
+    assert memory.limit_malloc_arenas(8) is sys.platform.startswith("linux")  # 8: glibc's own per-core default

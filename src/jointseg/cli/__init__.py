@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from jointseg._core.memory import limit_malloc_arenas
 from jointseg.cli import _demo, _report, _segment, _train
 
 __all__ = ["build_parser", "main"]
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jointseg`` console script."""
+    limit_malloc_arenas()  # before any worker thread allocates: whole slides stay within the memory bar
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
