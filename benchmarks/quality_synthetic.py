@@ -11,7 +11,8 @@ transcripts and spill across borders), ~150 um across (300 um for cultured cells
 expansion of the same nuclei by fixed distances (other options at their defaults), and the best of
 those chosen with the truth ("best expansion"). Prints, per regime and pixel size: nuclei F1, mean
 IoU (best match per true cell) and AP at IoU 0.5 (TP / (TP + FP + FN)) of every method, the gap to
-the best expansion, and wall times.
+the best expansion, the share of the cells' borders that faces the background (``bg_border``, beside
+the truth's: :func:`jointseg.metrics.background_border_fraction`), and wall times.
 """
 
 import argparse
@@ -63,12 +64,15 @@ def score(sdata, row, name, fn, **kw):
         out = fn(sdata, image_key="morphology", points_key="transcripts", copy=True, overwrite=True, **kw)
     except ValueError as error:  # a method that refuses a regime says why; the table keeps the row
         print(f"{name} on {row['regime']} at {row['um_px']} um/px: {error}", flush=True)
-        records.append({**row, "method": name, "mean_iou": np.nan, "ap": np.nan, "seconds": np.nan})
+        records.append(
+            {**row, "method": name, "mean_iou": np.nan, "ap": np.nan, "seconds": np.nan, "bg_border": np.nan}
+        )
         return
     scores = jg.metrics.instance_scores(out["cell_labels"].values, sdata["true_cells"].values)
     uns = out["table"].uns["jointseg"]["cell_labels"]
     records.append({**row, "method": name, "mean_iou": scores["mean_iou"], "ap": scores["ap"],
                     "seconds": time.perf_counter() - start,
+                    "bg_border": jg.metrics.background_border_fraction(out["cell_labels"].values),
                     "extent_um": uns.get("cell_extent_um", {}).get("median", np.nan)})  # fmt: skip
     if not name.startswith("expand "):  # a long run shows each method as it ends
         last = records[-1]
@@ -82,7 +86,8 @@ for regime in args.regimes:
         sdata = jg.datasets.synthetic(regime=regime, shape=(size, size), n_cells=1000, pixel_size=px, seed=args.seed)
         jg.pp.nuclei(sdata, image_key="morphology")
         nuclei_f1 = jg.metrics.instance_scores(sdata["nuclei"].values, sdata["true_nuclei"].values)["f1"]
-        row = {"regime": regime, "um_px": px, "cells": int(sdata["true_cells"].values.max()), "nuclei_f1": nuclei_f1}
+        row = {"regime": regime, "um_px": px, "cells": int(sdata["true_cells"].values.max()), "nuclei_f1": nuclei_f1,
+               "true_bg_border": jg.metrics.background_border_fraction(sdata["true_cells"].values)}  # fmt: skip
 
         for d in EXPANSIONS_UM:
             score(sdata, row, f"expand {d:g} um", jg.seg.expand_nuclei, max_distance_um=d)
@@ -99,7 +104,7 @@ ours["best expansion"] = [best.loc[(r, p), "method"] for r, p in zip(ours["regim
 ours["best mean_iou"] = [best.loc[(r, p), "mean_iou"] for r, p in zip(ours["regime"], ours["um_px"], strict=True)]
 ours["gap"] = ours["mean_iou"] - ours["best mean_iou"]
 columns = ["regime", "um_px", "cells", "nuclei_f1", "method", "mean_iou", "ap", "best expansion", "best mean_iou",
-           "gap", "extent_um", "seconds"]  # fmt: skip
+           "gap", "bg_border", "true_bg_border", "extent_um", "seconds"]  # fmt: skip
 pd.set_option("display.width", 200)
 print("\nSynthetic regimes, seed", args.seed, "(gap = mean IoU minus the best expansion chosen with the truth)")
 print(ours[columns].round(3).to_string(index=False))

@@ -110,3 +110,16 @@ def test_segmentation_report_columns(segmented):
     assert 0 < row["median_convexity"] <= 1 and 0 < row["median_elongation"] <= 1
     vendor_like = jg.metrics.segmentation_report(segmented, pairs=pairs, labels_key=None, shapes_key=None)
     assert "cell_calling_3" not in vendor_like and "median_convexity" not in vendor_like
+
+
+def test_background_border_fraction_counts_each_cells_side_of_a_border():
+    touching = np.zeros((5, 8), int)
+    touching[1:4, 1:4], touching[1:4, 4:7] = 1, 2
+    # each cell: 3 shared pixel pairs, 3 + 3 + 3 facing the background -> 18 / (18 + 2 * 3)
+    assert jg.metrics.background_border_fraction(touching) == pytest.approx(18 / 24)
+    apart = np.zeros((5, 9), int)
+    apart[1:4, 1:4], apart[1:4, 5:8] = 1, 2
+    assert jg.metrics.background_border_fraction(apart) == 1.0
+    packed = np.repeat(np.repeat(np.arange(1, 5).reshape(2, 2), 3, axis=0), 3, axis=1)
+    assert jg.metrics.background_border_fraction(packed) == 0.0
+    assert np.isnan(jg.metrics.background_border_fraction(np.zeros((3, 3), int)))
