@@ -2,7 +2,7 @@
 nuclei expansion vs Xenium.
 
 Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods genesegnet segjointgene sslcst]
-[--refine-seeds 0 1 2] [--background-border 1.0]`` (fetches the crop once). ``expand_nuclei`` runs with 8 um, with its
+[--refine-seeds 0 1 2] [--background-border 0.75]`` (fetches the crop once). ``expand_nuclei`` runs with 8 um, with its
 estimated extents, and with ``refine=True`` (expression refinement, once per seed: the annealing
 and the type clustering are random). Each network is trained once on the crop and applied with its
 defaults (which refine the cells) and with ``refine=False`` (the paper's cells); GeneSegNet also
@@ -28,13 +28,16 @@ import pandas as pd
 from scipy import sparse
 
 import jointseg as jg
+from jointseg._core.refinement import RefineParams
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=150)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--methods", nargs="+", default=["genesegnet", "segjointgene", "sslcst"])
 parser.add_argument("--refine-seeds", type=int, nargs="+", default=[0, 1, 2])
-parser.add_argument("--background-border", type=float, default=1.0, help="refine option (jg.seg.refine)")
+parser.add_argument(
+    "--background-border", type=float, default=RefineParams.background_border, help="refine option (jg.seg.refine)"
+)
 parser.add_argument(
     "--no-paper-variants",
     action="store_true",

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/quality_synthetic.py [--regimes epithelium stroma cultured tumour]
 [--pixel-sizes 0.2125 0.5] [--methods expand_nuclei genesegnet segjointgene sslcst] [--seed 0]
-[--background-border 1.0]``.
+[--background-border 0.75]``.
 
 Each slide is :func:`jointseg.datasets.synthetic` with ``regime=...`` (cell sizes and shapes in
 microns, boundaries that are not expansions of nuclei, type-specific expression, ambient
@@ -23,13 +23,19 @@ import numpy as np
 import pandas as pd
 
 import jointseg as jg
+from jointseg._core.refinement import RefineParams
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--regimes", nargs="+", default=["epithelium", "stroma", "cultured", "tumour"])
 parser.add_argument("--pixel-sizes", type=float, nargs="+", default=[0.2125, 0.5])
 parser.add_argument("--methods", nargs="+", default=["expand_nuclei", "refine", "genesegnet", "segjointgene", "sslcst"])
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--background-border", type=float, default=1.0, help="refine option of every refined method")
+parser.add_argument(
+    "--background-border",
+    type=float,
+    default=RefineParams.background_border,
+    help="refine option of every refined method",
+)
 args = parser.parse_args()
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 

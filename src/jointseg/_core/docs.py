@@ -58,7 +58,7 @@ refine
     with its defaults and ``seed``): on the real crop and the synthetic regimes this is the measured
     better default (docs/results.md); False gives the method's own cells, as its paper describes
     them. A dict refines with these options of :func:`jointseg.seg.refine` instead of its defaults
-    (e.g. ``{"background_border": 0.5}`` for cells with empty space between them). What the
+    (e.g. ``{"background_border": 1.0}`` to close the gaps between cells of packed tissue). What the
     expression model found is recorded in ``uns["jointseg"][key_added]["refine"]``."""
 
 _progress = """\

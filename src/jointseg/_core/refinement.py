@@ -60,7 +60,7 @@ class RefineParams:
 
     bin_um: float = 1.0
     smoothness: float = 0.85
-    background_border: float = 1.0
+    background_border: float = 0.75
     core_um: float = 1.5
     prior_counts: float = 30.0
     ambient: float = 0.1

@@ -147,8 +147,8 @@ def add_parsers(sub: argparse._SubParsersAction, *, parents: list[argparse.Argum
     p.add_argument("--microns-per-unit", type=float, default=None, help="microns in one unit (see jg.pp.set_units)")
     p.add_argument("--smoothness", type=float, default=0.85, help="higher: rounder cells; lower: follow transcripts")
     p.add_argument(
-        "--background-border", type=float, default=1.0,
-        help="cost of a cell's border with the background relative to one with a cell (0.5: gaps between cells open)",
+        "--background-border", type=float, default=0.75,
+        help="cost of a cell's border with the background relative to one with a cell (lower: gaps between cells open)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--key-added", default="refined_labels", help="name of the refined labels")

@@ -65,7 +65,7 @@ def expand_nuclei(
         Blur of the transcript density.
     refine
         Refine the grown cells by each cell's own expression (:func:`jointseg.seg.refine` with its
-        defaults, or with the options of a dict such as ``{"background_border": 0.5}``): the joint
+        defaults, or with the options of a dict such as ``{"background_border": 1.0}``): the joint
         pipeline. False (default): the stain-only baseline every joint method is compared with.
     seed
         Seed of the refinement.
