@@ -221,8 +221,8 @@ def test_segment_with_sslcst(synthetic_store, tmp_path, capsys):
     assert params["method"] == "sslcst" and params["training_log"]["steps"] == 5
 
 
-def test_command_line_limits_the_malloc_arenas_before_running(monkeypatch):
+def test_command_line_limits_the_malloc_arenas_before_running(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(jointseg.cli, "limit_malloc_arenas", lambda *a: calls.append(a) or True)
-    assert main(["segment", "/nonexistent.zarr", "/tmp/out.zarr", "-q"]) == 2  # fails after the limit
+    assert main(["segment", str(tmp_path / "missing.zarr"), str(tmp_path / "out.zarr"), "-q"]) == 2  # after the limit
     assert calls == [()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import sys
 
@@ -12,6 +13,18 @@ import sys
 COLLECT_ABOVE_BYTES = 64 * 2**20
 #: glibc's ``mallopt`` parameter for the most malloc arenas (``M_ARENA_MAX`` in malloc.h).
 _M_ARENA_MAX = -8
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, where it is glibc (``mallopt``, ``malloc_trim``); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
@@ -40,12 +53,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     True
 
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_memory(*, step_bytes: int | None = None) -> None:
@@ -77,8 +86,5 @@ def release_memory(*, step_bytes: int | None = None) -> None:
         pyarrow.default_memory_pool().release_unused()
     except (ImportError, AttributeError):
         pass
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)
