@@ -121,3 +121,30 @@ def test_renumbering_maps_ids_to_their_rank(largest):
     assert out.dtype == np.uint32
     np.testing.assert_array_equal(out[block == 0], 0)
     np.testing.assert_array_equal(out[block > 0], np.searchsorted(ids, block[block > 0]) + 1)
+
+
+def test_fields_on_a_coarser_grid_do_not_depend_on_the_block():
+    from jointseg._core.fields import input_region, predict_fields_on_region
+
+    rng = np.random.default_rng(1)
+    image = rng.random((1, 300, 260)).astype(np.float32)
+    reads = []
+
+    def read(region):
+        reads.append(region)
+        return image[:, region[0] : region[1], region[2] : region[3]]
+
+    def blur(batch):  # a network with a receptive field: each window's mean plus the pixel
+        return batch + batch.mean(axis=(2, 3), keepdims=True)
+
+    kw = {"window": 32, "stride": 24, "factor": 2.35}
+    whole = predict_fields_on_region((0, 300, 0, 260), (300, 260), read, blur, **kw)
+    region = (100, 180, 37, 150)
+    reads.clear()
+    block = predict_fields_on_region(region, (300, 260), read, blur, **kw)
+    np.testing.assert_allclose(block, whole[:, 100:180, 37:150], atol=1e-5)
+    assert reads == [input_region(region, (300, 260), window=32, stride=24, factor=2.35)]
+    # a constant image gives the constant field the network gives it on its own grid
+    flat = predict_fields_on_region((0, 50, 0, 50), (300, 260), lambda r: np.ones((1, r[1] - r[0], r[3] - r[2])),
+                                    lambda b: 2 * b, **kw)  # fmt: skip
+    np.testing.assert_allclose(flat, 2.0, atol=1e-5)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jointseg._core.resample import grid_coordinates, prefilter_margin, prefilter_sigma, resample, working_shape
 from jointseg._core.tiling import window_weights
 
 #: One network call at a time per process: torch already uses every core for one call, and dask
@@ -63,6 +64,55 @@ def covering_windows(start: int, stop: int, length: int, window: int, stride: in
     return origins[(origins < stop) & (origins + window > start)]
 
 
+def _window_span(region, shape, window: int, stride: int):
+    """The global windows covering ``region`` (origins along y and x) and the image window they span."""
+    y0, y1, x0, x1 = region
+    h, w = shape
+    oys = covering_windows(y0, y1, h, window, stride)
+    oxs = covering_windows(x0, x1, w, window, stride)
+    return oys, oxs, (int(oys[0]), min(int(oys[-1]) + window, h), int(oxs[0]), min(int(oxs[-1]) + window, w))
+
+
+def _on_working_grid(region, shape, factor: float):
+    """For a grid ``factor`` times coarser than the image: its shape, the region on it that holds the
+    centres of ``region``'s pixels (with their bilinear neighbours), and those centres' coordinates in it.
+    """
+    y0, y1, x0, x1 = region
+    grid = working_shape(shape, factor)
+    ys, xs = grid_coordinates(y0, y1, 1 / factor), grid_coordinates(x0, x1, 1 / factor)
+    wy0, wx0 = (int(np.clip(np.floor(c[0]), 0, n - 1)) for c, n in ((ys, grid[0]), (xs, grid[1])))
+    wy1, wx1 = (int(np.clip(np.floor(c[-1]) + 2, 1, n)) for c, n in ((ys, grid[0]), (xs, grid[1])))
+    return grid, (wy0, wy1, wx0, wx1), ys - wy0, xs - wx0
+
+
+def _image_window(working_region, shape, factor: float) -> tuple[int, int, int, int]:
+    """The image window that the inputs of ``working_region`` (a grid ``factor`` times coarser) are
+    resampled from, with the context that makes them independent of the window.
+    """
+    a, b, c, d = working_region
+    margin = prefilter_margin(factor)
+    h, w = shape
+    return (max(int(np.floor(a * factor)) - margin, 0), min(int(np.ceil(b * factor)) + margin, h),
+            max(int(np.floor(c * factor)) - margin, 0), min(int(np.ceil(d * factor)) + margin, w))  # fmt: skip
+
+
+def input_region(
+    region: tuple[int, int, int, int], shape: tuple[int, int], *, window: int, stride: int, factor: float = 1.0
+) -> tuple[int, int, int, int]:
+    """The image window :func:`predict_fields_on_region` reads its inputs from for ``region``.
+
+    Examples
+    --------
+    >>> input_region((300, 400, 0, 10), (600, 600), window=256, stride=224)
+    (224, 600, 0, 256)
+
+    """
+    if factor == 1:
+        return _window_span(region, shape, window, stride)[2]
+    grid, working_region, _, _ = _on_working_grid(region, shape, factor)
+    return _image_window(_window_span(working_region, grid, window, stride)[2], shape, factor)
+
+
 def predict_fields_on_region(
     region: tuple[int, int, int, int],
     shape: tuple[int, int],
@@ -72,6 +122,7 @@ def predict_fields_on_region(
     window: int,
     stride: int,
     batch_size: int = 8,
+    factor: float = 1.0,
 ) -> np.ndarray:
     """Field of a network on ``region = (y0, y1, x0, x1)`` of an image of ``shape``.
 
@@ -86,21 +137,37 @@ def predict_fields_on_region(
     predict
         Maps ``(N, C, window, window)`` to ``(N, K, window, window)``.
     window, stride
-        Window edge and step in pixels.
+        Window edge and step in pixels (of the network's grid).
     batch_size
         Windows per call of ``predict``.
+    factor
+        The network's grid is ``factor`` times coarser than the image's (see
+        :mod:`jointseg._core.resample`): the inputs are smoothed and sampled onto it, the windows lie
+        on it, and the fields are sampled back bilinearly. Values are not rescaled: a field measured
+        in pixels (an offset) is in the network's pixels.
 
     Returns
     -------
     ``(K, y1 - y0, x1 - x0)`` float32 field.
 
     """
+    if factor == 1:
+        return _fields_on_grid(region, shape, read_inputs, predict, window, stride, batch_size)
+    grid, working_region, ys, xs = _on_working_grid(region, shape, factor)
+
+    def read_working(r):
+        iy0, _, ix0, _ = image_window = _image_window(r, shape, factor)
+        inputs = read_inputs(image_window)
+        return resample(inputs, grid_coordinates(r[0], r[1], factor, iy0), grid_coordinates(r[2], r[3], factor, ix0),
+                        order=1, sigma=prefilter_sigma(factor))  # fmt: skip
+
+    fields = _fields_on_grid(working_region, grid, read_working, predict, window, stride, batch_size)
+    return resample(fields, ys, xs, order=1)
+
+
+def _fields_on_grid(region, shape, read_inputs, predict, window: int, stride: int, batch_size: int) -> np.ndarray:
     y0, y1, x0, x1 = region
-    h, w = shape
-    oys = covering_windows(y0, y1, h, window, stride)
-    oxs = covering_windows(x0, x1, w, window, stride)
-    iy0, ix0 = int(oys[0]), int(oxs[0])
-    iy1, ix1 = min(int(oys[-1]) + window, h), min(int(oxs[-1]) + window, w)
+    oys, oxs, (iy0, iy1, ix0, ix1) = _window_span(region, shape, window, stride)
     inputs = read_inputs((iy0, iy1, ix0, ix1))
     pad_y = max(int(oys[-1]) + window - iy0 - inputs.shape[1], 0)
     pad_x = max(int(oxs[-1]) + window - ix0 - inputs.shape[2], 0)

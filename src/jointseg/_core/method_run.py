@@ -124,17 +124,17 @@ class MethodRun:
         """The estimated extents for ``uns`` (``{}`` if none was estimated in this run)."""
         return {} if self._extent is None else {"cell_extent_um": self._extent.summary()}
 
-    def load_model(self, model: M | str | os.PathLike | None, kind: type[M]) -> M | None:
+    def load_model(self, model: M | str | os.PathLike | None, kind: type[M], *, resampled: bool = False) -> M | None:
         """``model`` on the run's device, read from a file if it is a path (None: train one).
 
         Logs a warning when the model was trained at a pixel size more than 10% away from this
-        slide's: inputs are not resampled.
+        slide's, unless the method samples the slide onto the model's grid (``resampled``).
         """
         if model is None:
             return None
         model = model.to(self.device) if isinstance(model, kind) else kind.load(model, device=self.device)
         trained_at = getattr(model, "pixel_size_um", None)
-        if trained_at is not None and abs(self.pixel_size_um / trained_at - 1) > 0.1:
+        if trained_at is not None and abs(self.pixel_size_um / trained_at - 1) > 0.1 and not resampled:
             logger.warning(
                 "%s model was trained at %.3f um/px; this image has %.3f um/px (inputs are not resampled).",
                 self.title, trained_at, self.pixel_size_um,

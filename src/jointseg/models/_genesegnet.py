@@ -24,8 +24,8 @@ class GeneSegNetModel(TrainedModel):
         Width of the RNA location map's Gaussians, in microns (the map is rebuilt at the pixel
         size of each slide the model is applied to).
     pixel_size_um
-        Pixel size of the slide it was trained on (inputs of another slide are not resampled; a
-        warning is logged when pixel sizes differ by more than 10%).
+        Pixel size of the grid it was trained on; :func:`jointseg.seg.genesegnet` samples any
+        slide onto that grid (see ``GeneSegNetConfig.working_pixel_size_um``).
     training_log
         Per-round loss and label IoU, and the training parameters.
     device

@@ -18,6 +18,7 @@ from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_C
 from jointseg._core.docs import d
 from jointseg._core.method_run import start_run
 from jointseg._core.refinement import refine_params
+from jointseg._core.resample import grid_factor
 from jointseg.models import GeneSegNetModel, UNetConfig
 from jointseg.seg.genesegnet.config import GeneSegNetConfig
 from jointseg.seg.genesegnet.infer import instance_params, predict_cells, slide_inputs
@@ -151,7 +152,9 @@ def genesegnet(
     on 2 CPU cores for the 2400 x 1800 px demo crop, continuing from the previous round's weights.
 
     The network predicts a cell probability and, per pixel, the offset to its cell's centre (the
-    paper's Eq. 4). Inference runs block by block: each block averages the fields of the
+    paper's Eq. 4). It runs on a grid of ``config.working_pixel_size_um`` (0.5 um: slides with
+    finer pixels are sampled onto it, the fields back onto the slide's pixels), so cells span the
+    same pixels on every platform. Inference runs block by block: each block averages the fields of the
     overlapping ``config.window`` px windows (on one global window grid, so blocks agree with a
     whole-image run), and cells are built from the stitched fields by centre voting, with a halo of
     ``max_cell_diameter_um`` so cells crossing block borders are neither split nor duplicated.
@@ -207,7 +210,7 @@ def genesegnet(
         at_least_one={"steps": steps, "max_rounds": max_rounds} if model is None else None, device=device,
         channel=channel, coordinate_system=coordinate_system,
     )  # fmt: skip
-    model = run.load_model(model, GeneSegNetModel)
+    model = run.load_model(model, GeneSegNetModel, resampled=True)
     if model is None:
         model = train_on_slide(
             run, channel=channel, config=config, steps=steps, max_rounds=max_rounds,
@@ -223,17 +226,19 @@ def genesegnet(
     trained_s = time.perf_counter() - run.started
     stain, px = run.stain(channel), run.pixel_size_um
     max_cell_diameter_um = run.largest_cell_um(max_cell_diameter_um, at_least=30.0)
+    factor = grid_factor(model.pixel_size_um, px)
     labels = predict_cells(
         stain, slide_inputs(stain, run.index, model.sigma_um / px), model, block_size=block_size,
         halo=int(np.ceil(max_cell_diameter_um / px)), window=config.window, stride=config.stride,
         instance_kwargs=instance_params(px, min_cell_area_um2), nuclei=run.nuclei() if centres == "nuclei" else None,
-        spill=run.spill,
+        spill=run.spill, factor=factor,
     )  # fmt: skip
     params = {
         "nuclei_key": nuclei_key, "steps": steps, "max_rounds": max_rounds, "prior_expansion_um": prior_expansion_um,
         "min_cell_area_um2": min_cell_area_um2, "max_cell_diameter_um": max_cell_diameter_um, "centres": centres,
         "block_size": block_size, "device": run.device, "seed": seed, "config": config_dict(config),
-        "sigma_um": model.sigma_um, "network": model.network.config.to_dict(), "training_log": model.training_log,
+        "sigma_um": model.sigma_um, "network_pixel_size_um": model.pixel_size_um,
+        "network": model.network.config.to_dict(), "training_log": model.training_log,
         "training_seconds": trained_s, **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,

@@ -21,13 +21,21 @@ class GeneSegNetConfig:
         (as :func:`jointseg.seg.expand_nuclei`).
     stop_iou
         Self-training stops when consecutive rounds' labels agree above this mean best-match IoU.
+    working_pixel_size_um
+        The network's pixel size: a slide with finer pixels is smoothed and sampled onto a grid of
+        this size for training and inference, and the fields are sampled back onto the slide's pixels.
+        The network then sees cells at the same size in pixels on every platform (Xenium 0.2125,
+        MERSCOPE 0.108 um/px), as cellpose rescales images to the diameter it was trained at; its
+        offsets, in pixels, stay within what its windows can see. A model applied to another slide
+        runs on the grid it was trained on. None: the slide's own pixels.
     batch_size, crop_size, lr
-        Crops per step, crop edge in pixels (before scale jitter), and AdamW's peak learning rate
-        (one-cycle schedule, weight decay 1e-5).
+        Crops per step, crop edge in the network's pixels (before scale jitter), and AdamW's peak
+        learning rate (one-cycle schedule, weight decay 1e-5).
     tile_size, max_tiles
-        Training tiles (pixels) and how many, drawn among those holding nuclei.
+        Training tiles (the network's pixels) and how many, drawn among those holding nuclei.
     window, stride
-        Inference window and step in pixels (the paper's code: 256 / 240); ``window`` a multiple of 8.
+        Inference window and step in the network's pixels (the paper's code: 256 / 240); ``window``
+        a multiple of 8.
     network
         Shape of the residual U-Net.
 
@@ -39,6 +47,7 @@ class GeneSegNetConfig:
     """
 
     sigma_um: float = 1.4
+    working_pixel_size_um: float | None = 0.5
     min_density_per_um2: float = 0.15
     stop_iou: float = 0.93
     batch_size: int = 8
@@ -56,5 +65,7 @@ class GeneSegNetConfig:
             raise ValueError(
                 f"window must be a multiple of 8 and 0 < stride <= window; got {self.window}, {self.stride}."
             )
+        if self.working_pixel_size_um is not None and not self.working_pixel_size_um > 0:
+            raise ValueError(f"working_pixel_size_um must be > 0 or None, got {self.working_pixel_size_um}.")
         if not 0 < self.stop_iou <= 1:
             raise ValueError(f"stop_iou must be in (0, 1], got {self.stop_iou}.")

@@ -12,7 +12,7 @@ import dask.array as da
 import numpy as np
 
 from jointseg._core.density import location_map
-from jointseg._core.fields import covering_windows, inference_batch, locked, predict_fields_on_region
+from jointseg._core.fields import inference_batch, input_region, locked, predict_fields_on_region
 from jointseg._core.tiling import BlockGrid, array_from_blocks, segment_blockwise, split_labels, with_labels
 from jointseg._core.transcripts import TranscriptIndex
 from jointseg._core.utils import sampled_percentiles
@@ -59,8 +59,9 @@ def instance_params(px: float, min_cell_area_um2: float) -> dict:
     }
 
 
-def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSegNetModel, window: int, stride: int):
-    return predict_fields_on_region(
+def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSegNetModel, window: int, stride: int,
+                 factor: float):  # fmt: skip
+    fields = predict_fields_on_region(
         core,
         shape,
         lambda region: inputs.read(stain, origin, region),
@@ -68,7 +69,10 @@ def _fields_task(stain, origin, inputs: SlideInputs, core, shape, model: GeneSeg
         window=window,
         stride=stride,
         batch_size=inference_batch(model.device),
+        factor=factor,
     )
+    fields[1:] *= factor  # offsets: the network's pixels -> the slide's
+    return fields
 
 
 def predict_cells(
@@ -83,8 +87,10 @@ def predict_cells(
     instance_kwargs: dict,
     nuclei=None,
     spill: Callable[[da.Array], da.Array | None] | None = None,
+    factor: float = 1.0,
 ):
-    """Lazy cell labels of a whole slide: fields per block on the global window grid, then instances
+    """Lazy cell labels of a whole slide: fields per block on the global window grid (of the
+    network's grid, ``factor`` times coarser than the slide's; ``window`` and ``stride`` in its pixels), then instances
     built blockwise on the stitched fields (see :func:`jointseg.seg.segment_blockwise`), with the
     ``nuclei`` (lazy labels) as cell centres if given, else the peaks of the offset votes.
 
@@ -97,13 +103,9 @@ def predict_cells(
     model_node = dask.delayed(model, pure=True)
 
     def block_fields(blk):
-        y0, y1, x0, x1 = blk.core
-        oys = covering_windows(y0, y1, shape[0], window, stride)
-        oxs = covering_windows(x0, x1, shape[1], window, stride)
-        iy0, iy1 = int(oys[0]), min(int(oys[-1]) + window, shape[0])
-        ix0, ix1 = int(oxs[0]), min(int(oxs[-1]) + window, shape[1])
+        iy0, iy1, ix0, ix1 = input_region(blk.core, shape, window=window, stride=stride, factor=factor)
         return dask.delayed(_fields_task, pure=True)(
-            stain[iy0:iy1, ix0:ix1], (iy0, ix0), index_node, blk.core, shape, model_node, window, stride
+            stain[iy0:iy1, ix0:ix1], (iy0, ix0), index_node, blk.core, shape, model_node, window, stride, factor
         )
 
     fields = array_from_blocks(BlockGrid(shape, block_size, 0), block_fields, dtype=np.float32, leading=(3,))

@@ -27,6 +27,7 @@ from jointseg._core.density import transcript_density
 from jointseg._core.expansion import expand_block
 from jointseg._core.fields import inference_batch, sliding_window_average
 from jointseg._core.method_run import MethodRun
+from jointseg._core.resample import grid_coordinates, grid_factor, prefilter_sigma, resample, working_shape
 from jointseg._core.training import fit, tiles_with_nuclei
 from jointseg.metrics._instances import match_instances
 from jointseg.models import GeneSegNetModel, ResidualUNet
@@ -274,20 +275,33 @@ def train_on_slide(
     shape = tuple(int(s) for s in stain.shape)
     inputs_reader = slide_inputs(stain, index, sigma_um / px)
     rng = np.random.default_rng(seed)
-    tiles = tiles_with_nuclei(nuclei, tile_size, max_tiles=config.max_tiles, rng=rng, method="GeneSegNet")
+    # The network's grid (see GeneSegNetConfig.working_pixel_size_um): tiles are cut on the slide
+    # and sampled onto it, labels by their nearest pixel.
+    factor = grid_factor(None if config.working_pixel_size_um is None else max(px, config.working_pixel_size_um), px)
+    tiles = tiles_with_nuclei(nuclei, int(round(tile_size * factor)), max_tiles=config.max_tiles, rng=rng,
+                              method="GeneSegNet")  # fmt: skip
     distance = run.expansion_px(prior_expansion_um)
     halo = int(np.ceil(np.max(distance, initial=0.0))) + 2
     inputs, labels, seeds, foreground = [], [], [], []
     for y0, y1, x0, x1 in tiles:
         ext = (max(y0 - halo, 0), min(y1 + halo, shape[0]), max(x0 - halo, 0), min(x1 + halo, shape[1]))
         nuc = np.asarray(nuclei[ext[0] : ext[1], ext[2] : ext[3]])
-        prior = expand_block(nuc, index, ext, (y0, y1, x0, x1), distance, 2.0 / px, min_count)
-        labels.append(prior)
-        foreground.append(transcript_density(index, (y0, y1, x0, x1), sigma=2.0 / px) >= min_count)
-        seeds.append(nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]])
-        inputs.append(inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1)))
+        tile_labels = [
+            expand_block(nuc, index, ext, (y0, y1, x0, x1), distance, 2.0 / px, min_count),
+            transcript_density(index, (y0, y1, x0, x1), sigma=2.0 / px) >= min_count,
+            nuc[y0 - ext[0] : y1 - ext[0], x0 - ext[2] : x1 - ext[2]],
+        ]
+        tile_inputs = inputs_reader.read(stain[y0:y1, x0:x1].compute(), (y0, x0), (y0, y1, x0, x1))
+        if factor != 1:
+            hw, ww = working_shape((y1 - y0, x1 - x0), factor)
+            ys, xs = grid_coordinates(0, hw, factor), grid_coordinates(0, ww, factor)
+            tile_labels = [resample(a, ys, xs, order=0) for a in tile_labels]
+            tile_inputs = resample(tile_inputs, ys, xs, order=1, sigma=prefilter_sigma(factor))
+        for out, value in zip((labels, foreground, seeds), tile_labels, strict=True):
+            out.append(value)
+        inputs.append(tile_inputs)
     torch.manual_seed(seed)  # initial weights
-    model = GeneSegNetModel.new(config.network, sigma_um=sigma_um, pixel_size_um=px, device=device)
+    model = GeneSegNetModel.new(config.network, sigma_um=sigma_um, pixel_size_um=px * factor, device=device)
     crop = min(crop_size, tile_size)
     params = TrainingParams(
         steps=steps,
@@ -299,10 +313,11 @@ def train_on_slide(
         window=config.window,
         stride=config.stride,
     )
-    logger.info("GeneSegNet: training on %d tiles of %d px (%s), %d steps x up to %d rounds", len(tiles), tile_size,
-                device, steps, max_rounds)  # fmt: skip
+    logger.info("GeneSegNet: training on %d tiles of %d px at %.3g um/px (%s), %d steps x up to %d rounds",
+                len(tiles), tile_size, model.pixel_size_um, device, steps, max_rounds)  # fmt: skip
     log = self_train(
-        model, inputs, labels, params, instance_kwargs=instance_params(px, min_cell_area_um2), seed=seed,
+        model, inputs, labels, params, instance_kwargs=instance_params(model.pixel_size_um, min_cell_area_um2),
+        seed=seed,
         seeds=seeds if centres == "nuclei" else None, foreground=foreground, progress=progress,
     )  # fmt: skip
     log.update(
