@@ -95,3 +95,25 @@ def test_seeded_instances_follow_votes_and_fall_back_to_the_nearest_seed():
     # votes thrown far away from every nucleus: each pixel goes to the nucleus nearest to it
     out = instances_from_offsets((lab > 0).astype(float), off + 100, seeds=nuclei, min_area=50, max_vote_distance=3)
     assert (out[lab > 0] > 0).all() and out[20, 10] != out[20, 70]
+
+
+def test_a_seed_keeps_its_pixels_where_the_probability_is_low():
+    """A nucleus in a faint part of the field still gets its cell: seed pixels count as foreground."""
+    probability = np.zeros((30, 60))
+    probability[5:25, 5:25] = 1.0  # one bright cell; the second nucleus sits where the field is dark
+    seeds = np.zeros((30, 60), int)
+    seeds[12:18, 12:18] = 1
+    seeds[10:20, 40:50] = 2
+    labels = instances_from_offsets(probability, np.zeros((2, 30, 60)), seeds=seeds, min_area=20)
+    assert labels.max() == 2
+    assert (labels[10:20, 40:50] > 0).all() and (labels[10:20, 40:50] != labels[15, 15]).all()
+
+
+def test_a_seed_keeps_its_cell_however_small():
+    probability = np.zeros((30, 60))
+    probability[5:25, 5:25] = 1.0
+    seeds = np.zeros((30, 60), int)
+    seeds[12:18, 12:18] = 1
+    seeds[14:16, 40:42] = 2  # a 4-pixel nucleus, far below min_area
+    labels = instances_from_offsets(probability, np.zeros((2, 30, 60)), seeds=seeds, min_area=20)
+    assert labels.max() == 2 and (labels[14:16, 40:42] > 0).all()

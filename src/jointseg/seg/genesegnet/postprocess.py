@@ -80,9 +80,10 @@ def instances_from_offsets(
     offsets
         ``(2, H, W)`` offset ``(dy, dx)`` from each pixel to its cell centre, in pixels.
     threshold
-        Foreground = ``probability > threshold``.
+        Foreground = ``probability > threshold``, and every seed pixel.
     min_area
         Cells smaller than this (pixels) are dropped; their pixels go to the next-nearest centre.
+        Not with ``seeds``: each seed is a detected nucleus and keeps its cell, however small.
     min_distance
         Smallest distance between two centres (pixels).
     vote_sigma
@@ -109,6 +110,8 @@ def instances_from_offsets(
     """
     h, w = probability.shape
     fg = probability > threshold
+    if seeds is not None:  # a cell holds its anchor: a coarse or faint field must not lose a nucleus
+        fg |= np.asarray(seeds) > 0
     ys, xs = np.nonzero(fg)
     vy = np.clip(np.rint(ys + offsets[0][fg]), 0, h - 1).astype(np.int64)
     vx = np.clip(np.rint(xs + offsets[1][fg]), 0, w - 1).astype(np.int64)
@@ -135,14 +138,15 @@ def instances_from_offsets(
         area = np.bincount(assigned, minlength=n + 1)
         small = area < min_area
         small[0] = False
-        if not small[1:].any():
+        if anchored or not small[1:].any():  # a seed is a detected nucleus, not a stray vote: it keeps its cell
             break
         seeds = np.where(small[seeds], 0, seeds)
     out = np.zeros((h, w), dtype=np.int64)
     out[ys, xs] = assigned
     out = keep_largest_piece(out)
     out = fill_holes(out, max_hole_area=min_area)
-    area = np.bincount(out.ravel())
-    area[0] = min_area
-    out[(area < min_area)[out]] = 0
+    if not anchored:
+        area = np.bincount(out.ravel())
+        area[0] = min_area
+        out[(area < min_area)[out]] = 0
     return relabel_sequential(out)[0]
