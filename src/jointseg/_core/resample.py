@@ -4,7 +4,9 @@ A grid ``factor`` times coarser than the slide's has its pixel ``j`` centred on 
 coordinate ``(j + 0.5) * factor - 0.5``; the slide's pixel ``y`` lies at ``(y + 0.5) / factor - 0.5``
 on it. Both directions are the same operation (:func:`resample` at :func:`grid_coordinates`), and
 every output pixel depends only on a fixed neighbourhood of the input, so blocks of a slide give
-exactly what the whole slide would, given :func:`prefilter_margin` pixels of context.
+exactly what the whole slide would, given :func:`prefilter_margin` pixels of context. Written here
+rather than taken from ``skimage.transform.resize``: that maps a whole array edge to edge, so two
+blocks of one slide would be sampled on different grids and disagree at their seams.
 """
 
 from __future__ import annotations

@@ -129,16 +129,17 @@ def instances_from_offsets(
         cy, cx = _centroids(regions[ry, rx], ry.astype(float), rx.astype(float), n)
         seeds = np.zeros((h, w), dtype=np.int64)
         seeds[np.rint(cy[1:]).astype(int), np.rint(cx[1:]).astype(int)] = np.arange(1, n + 1)
-    for _ in range(2):  # second pass: without the centres whose cells were too small
+    # Centres from the votes get a second pass without those whose cells were too small; a seed is a
+    # detected nucleus, not a stray vote, and keeps its cell however small.
+    for _ in range(1 if anchored else 2):
         nearest, dist = _nearest_seed(seeds)
         # A vote that lands far from every centre is unreliable: with known anchors the pixel goes
         # to the anchor nearest to itself instead; without them it stays unassigned.
         fallback = nearest[ys, xs] if anchored else 0
         assigned = np.where(dist[vy, vx] <= max_vote_distance, nearest[vy, vx], fallback)
-        area = np.bincount(assigned, minlength=n + 1)
-        small = area < min_area
+        small = np.bincount(assigned, minlength=n + 1) < min_area
         small[0] = False
-        if anchored or not small[1:].any():  # a seed is a detected nucleus, not a stray vote: it keeps its cell
+        if anchored or not small.any():
             break
         seeds = np.where(small[seeds], 0, seeds)
     out = np.zeros((h, w), dtype=np.int64)

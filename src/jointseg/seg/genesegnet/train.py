@@ -277,7 +277,8 @@ def train_on_slide(
     rng = np.random.default_rng(seed)
     # The network's grid (see GeneSegNetConfig.working_pixel_size_um): tiles are cut on the slide
     # and sampled onto it, labels by their nearest pixel.
-    factor = grid_factor(None if config.working_pixel_size_um is None else max(px, config.working_pixel_size_um), px)
+    working = config.working_pixel_size_um
+    factor = 1.0 if working is None else grid_factor(max(px, working), px)
     tiles = tiles_with_nuclei(nuclei, int(round(tile_size * factor)), max_tiles=config.max_tiles, rng=rng,
                               method="GeneSegNet")  # fmt: skip
     distance = run.expansion_px(prior_expansion_um)
