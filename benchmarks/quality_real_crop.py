@@ -7,9 +7,9 @@ estimated extents, and with ``refine=True`` (expression refinement, once per see
 and the type clustering are random). Each network is trained once on the crop and applied with its
 defaults (which refine the cells) and with ``refine=False`` (the paper's cells); GeneSegNet also
 with centres from its own offset votes, SegJointGene also without the foreground fill (the paper's
-growth rule alone). Expansion is matched (bisection on the distance) to each method's assigned
-fraction. Prints one table: cells, fraction of transcripts
-assigned, median transcripts per cell, MECR on the exclusive marker pairs of the shipped breast
+growth rule alone) and with its CID scores weighing the refinement's genes. Expansion is matched
+(bisection on the distance) to each method's assigned fraction. Prints one table: cells, fraction
+of transcripts assigned, median transcripts per cell, MECR on the exclusive marker pairs of the shipped breast
 tables, cell calling (delta = 3, 5, 7 px), median convexity, elongation and area. The Xenium row
 uses the vendor's per-transcript cell ids (no polygons ship with the crop, so its shape and
 cell-calling columns are empty).
@@ -126,6 +126,9 @@ if "segjointgene" in args.methods:
         run("segjointgene refine=False", jg.seg.segjointgene, model=model_path, refine=False, progress=False)
         run("segjointgene no fill, refine=False (paper rule)", jg.seg.segjointgene, model=model_path, fill=False,
             refine=False, progress=False)  # fmt: skip
+        run("segjointgene + CID-weighted refine", jg.seg.segjointgene, model=model_path, refine=REFINE,
+            cid_weights=True, progress=False)  # fmt: skip
+        matched_expansion(rows["segjointgene + CID-weighted refine"]["fraction_assigned"], "segjointgene CID-weighted")
         matched_expansion(rows["segjointgene refine=False"]["fraction_assigned"], "segjointgene refine=False")
 if "sslcst" in args.methods:
     model_path = Path(tempfile.mkdtemp()) / "sslcst_crop.pt"

@@ -59,3 +59,21 @@ def test_unsorted_ids_refused():
     with pytest.raises(ValueError, match="sorted"):
         fit_expression_model(np.array([2, 1]), sparse.csr_matrix((2, 3)), sparse.csr_matrix((2, 3)), np.ones(2),
                              np.ones(3), 1.0)  # fmt: skip
+
+
+def test_gene_weights_scale_each_genes_evidence():
+    plain, _ = _model()
+    weighted, _ = _model(gene_weights=np.array([0.0, 1.0, 2.0, 1.0, 1.0, 1.0]))
+    ids, genes = np.array([1, 60]), np.arange(6)
+    a, b = plain.block_log_profiles(ids, genes), weighted.block_log_profiles(ids, genes)
+    np.testing.assert_array_equal(b[:, 0], 0.0)  # gene 0 no longer tells the cells apart
+    np.testing.assert_allclose(b[:, 2], 2 * a[:, 2])
+    np.testing.assert_allclose(b[:, 1:2], a[:, 1:2])
+    # Only the genes of the block are weighted, each by its own weight.
+    np.testing.assert_allclose(weighted.block_log_profiles(ids, np.array([2]))[:, 0], 2 * a[:, 2])
+
+
+@pytest.mark.parametrize("weights", [np.ones(5), np.array([1.0, -1, 1, 1, 1, 1]), np.array([1.0, np.nan, 1, 1, 1, 1])])
+def test_bad_gene_weights_refused(weights):
+    with pytest.raises(ValueError, match="gene_weights"):
+        _model(gene_weights=weights)

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from jointseg._core.refinement import SlideCounts, _sorted_unique, cell_anchors, moved_fraction, upsample_labels
+from jointseg._core.refinement import (
+    SlideCounts,
+    _sorted_unique,
+    cell_anchors,
+    moved_fraction,
+    transcript_mean_one,
+    upsample_labels,
+)
 
 
 def _reference(bins, s, shape):
@@ -68,3 +75,14 @@ def test_moved_fraction_aligns_cells_by_id():
     # but the L1 bound sees 4 leave and 3 arrive.
     assert moved_fraction(old, new) == pytest.approx(3.5 / 10)
     assert moved_fraction(old, old) == 0.0
+
+
+def test_gene_weights_are_scaled_to_a_mean_of_one_per_transcript():
+    weights = transcript_mean_one(np.array([1.0, 3.0, 7.0]), np.array([0, 0, 1, -1, 1, 2]))
+    codes = np.array([0, 0, 1, 1, 2])
+    assert weights[codes].mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights / weights[0], [1, 3, 7])
+    with pytest.raises(ValueError, match="0 for every gene"):
+        transcript_mean_one(np.array([0.0, 0.0, 5.0]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="3 values for 4 genes"):
+        transcript_mean_one(np.ones(3), np.array([3]))

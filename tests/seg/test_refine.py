@@ -160,3 +160,19 @@ def test_labels_on_another_grid_refused():
     sdata["small"] = small
     with pytest.raises(ValueError, match="not on the pixel grid"):
         jg.seg.refine(sdata, labels_key="small", **KW)
+
+
+def test_gene_weights_decide_which_genes_count(expanded):
+    plain = _refine(expanded)["refined_labels"].values
+    genes = list(expanded["transcripts"]["feature_name"].cat.categories)
+    # Weights are scaled to a mean of 1 per transcript: the same weight for every gene changes nothing.
+    same = _refine(expanded, gene_weights=dict.fromkeys(genes, 5.0))
+    np.testing.assert_array_equal(same["refined_labels"].values, plain)
+    assert same["refined_table"].uns["jointseg"]["refined_labels"]["refine"]["gene_weighted"]
+    # Half the genes silenced: the cells follow the others only.
+    half = _refine(expanded, gene_weights={g: float(i % 2) for i, g in enumerate(genes)})["refined_labels"].values
+    assert not np.array_equal(half, plain)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        _refine(expanded, gene_weights={genes[0]: -1.0})
+    with pytest.raises(ValueError, match="no value for any gene"):
+        _refine(expanded, gene_weights={"not a gene": 1.0})

@@ -60,6 +60,8 @@ class ExpressionModel:
         Pseudo-transcripts of its type's profile added to each core.
     ambient
         Share of the background profile mixed into every cell's.
+    gene_weights
+        ``(n_genes,)`` weight of each gene's log probability (None: all 1).
 
     """
 
@@ -72,6 +74,7 @@ class ExpressionModel:
     background_rate_per_um2: float
     prior_counts: float
     ambient: float
+    gene_weights: np.ndarray | None = None
 
     @property
     def n_types(self) -> int:
@@ -99,7 +102,8 @@ class ExpressionModel:
         profile = (core + self.prior_counts * prior) / (total + self.prior_counts)[:, None]
         background = self.background[genes]
         cells = np.log((1 - self.ambient) * profile + self.ambient * background)
-        return np.vstack([np.log(background)[None], cells])
+        log_profiles = np.vstack([np.log(background)[None], cells])
+        return log_profiles if self.gene_weights is None else log_profiles * self.gene_weights[genes]
 
     def block_rates(self, ids: np.ndarray, bin_area_um2: float) -> np.ndarray:
         """Expected transcripts per bin: the background's, then each of ``ids``'s (the median rate
@@ -147,6 +151,7 @@ def fit_expression_model(
     ambient: float = 0.1,
     seed: int = 0,
     order: np.ndarray | None = None,
+    gene_weights: np.ndarray | None = None,
 ) -> ExpressionModel:
     """Fit the per-cell expression model from counts.
 
@@ -172,6 +177,8 @@ def fit_expression_model(
         The order the cells are clustered in (a permutation of their rows; default: by id). Give
         one that does not depend on the ids (e.g. by position) so that cells numbered differently
         get the same types.
+    gene_weights
+        ``(n_genes,)`` non-negative weight of each gene's evidence (see the module docstring; None: all 1).
 
     Examples
     --------
@@ -183,6 +190,10 @@ def fit_expression_model(
 
     """
     cell_ids = np.asarray(cell_ids, np.int64)
+    if gene_weights is not None:
+        gene_weights = np.asarray(gene_weights, np.float64)
+        if gene_weights.shape != (core_counts.shape[1],) or not np.all(np.isfinite(gene_weights) & (gene_weights >= 0)):
+            raise ValueError(f"gene_weights must be {core_counts.shape[1]} finite values >= 0, one per gene.")
     if np.any(np.diff(cell_ids) <= 0):
         raise ValueError("cell_ids must be sorted and unique.")
     core_counts, cell_counts = sparse.csr_matrix(core_counts), sparse.csr_matrix(cell_counts)
@@ -214,5 +225,5 @@ def fit_expression_model(
         float(np.median(rates)) if len(rates) else 0.0, background_rate,
     )  # fmt: skip
     return ExpressionModel(
-        cell_ids, core_counts, types, profiles, background, rates, background_rate, prior_counts, ambient
+        cell_ids, core_counts, types, profiles, background, rates, background_rate, prior_counts, ambient, gene_weights
     )

@@ -164,6 +164,7 @@ class MethodRun:
         refine: RefineParams | None = None,
         largest_cell_um: float = 30.0,
         grow_um: float | None = None,
+        gene_weights: np.ndarray | None = None,
     ) -> None:
         """Write the cell labels, their polygons, the count table and the per-transcript cell ids
         (see :func:`jointseg._core.outputs.write_segmentation`), with ``params`` in ``uns``.
@@ -171,7 +172,8 @@ class MethodRun:
         With ``refine``, the cells are first refined by their expression
         (:func:`jointseg._core.refinement.refine_labels`; blocks get a halo of ``largest_cell_um``
         plus the growth): cells grow by up to ``grow_um`` (None: :meth:`growth_limit_um`, or 0 without
-        nuclei) and ``params["refine"]`` records what the expression model found.
+        nuclei), each gene's evidence weighs ``gene_weights`` (one per gene of the index; None: all
+        the same) and ``params["refine"]`` records what the expression model found.
         """
         clean_up = None
         params.setdefault("refine", None)
@@ -184,7 +186,7 @@ class MethodRun:
             unrefined, clean_up = materialise(self.sdata, labels.astype(np.int64))
             labels, params["refine"] = refine_labels(
                 unrefined, self.nuclei() if has_nuclei else None, self.index, pixel_size_um=self.pixel_size_um,
-                grow_um=grow_um, largest_cell_um=largest_cell_um, params=refine,
+                grow_um=grow_um, largest_cell_um=largest_cell_um, params=refine, gene_weights=gene_weights,
             )  # fmt: skip
             params.update(self.extent_params())
         try:

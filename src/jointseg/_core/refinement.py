@@ -455,6 +455,49 @@ def moved_fraction(old: SlideCounts, new: SlideCounts) -> float:
     return float(diff / 2 / max(total, 1))
 
 
+def weights_by_code(gene_weights: Mapping[str, float] | pd.Series | None, genes: pd.Index) -> np.ndarray | None:
+    """``gene_weights`` (by name) as one weight per gene of ``genes``; genes not given, or NaN, take
+    the median of the others.
+
+    Examples
+    --------
+    >>> weights_by_code({"a": 2.0, "b": 4.0, "x": 9.0}, pd.Index(["a", "b", "c"]))
+    array([2., 4., 3.])
+
+    """
+    if gene_weights is None:
+        return None
+    given = pd.Series(gene_weights, dtype=np.float64)
+    if (given < 0).any() or np.isinf(given).any():
+        raise ValueError("gene_weights must be finite and >= 0.")
+    by_code = given.reindex(genes.astype(str))
+    if by_code.isna().all():
+        raise ValueError("gene_weights has no value for any gene of the transcripts.")
+    return by_code.fillna(by_code.median()).to_numpy()
+
+
+def transcript_mean_one(gene_weights: np.ndarray, gene: np.ndarray) -> np.ndarray:
+    """``gene_weights`` scaled so that their mean over the transcripts of gene codes ``gene`` (-1:
+    not counted) is 1.
+
+    Examples
+    --------
+    >>> transcript_mean_one(np.array([1.0, 5.0]), np.array([0, 0, 0, 1, -1]))
+    array([0.5, 2.5])
+
+    """
+    gene_weights = np.asarray(gene_weights, np.float64)
+    if gene_weights.ndim != 1 or not np.all(np.isfinite(gene_weights) & (gene_weights >= 0)):
+        raise ValueError("gene_weights must be finite values >= 0, one per gene.")
+    counts = np.bincount(gene[gene >= 0], minlength=len(gene_weights))
+    if len(counts) != len(gene_weights):
+        raise ValueError(f"gene_weights has {len(gene_weights)} values for {len(counts)} genes.")
+    mean = float(counts @ gene_weights) / max(int(counts.sum()), 1)
+    if not mean > 0:
+        raise ValueError("gene_weights are 0 for every gene with a transcript.")
+    return gene_weights / mean
+
+
 def refine_labels(
     labels: da.Array,
     nuclei: da.Array | None,
@@ -464,9 +507,14 @@ def refine_labels(
     grow_um: float,
     largest_cell_um: float,
     params: RefineParams,
+    gene_weights: np.ndarray | None = None,
     block_size: int = 2048,
 ) -> tuple[da.Array, dict]:
     """Refined cell labels (lazy, int64, same ids as ``labels``) and what the model found.
+
+    ``gene_weights`` (one per gene of ``index``) weigh each gene's evidence in the expression model;
+    they are scaled to a mean of 1 over the transcripts, so that ``params.smoothness`` keeps its
+    meaning (a bin's evidence keeps its size against its border's cost).
 
     ``labels`` are read twice (counting, then refining): pass a computed or persisted array. Blocks
     get a halo of ``largest_cell_um`` plus ``grow_um``, rounded up to whole bins.
@@ -479,6 +527,8 @@ def refine_labels(
     halo = s * int(np.ceil((largest_cell_um / pixel_size_um + grow_px + 2 * s) / s))
     grid = BlockGrid(shape=shape, block_size=s * max(1, -(-block_size // s)), halo=halo)
     core_px = params.core_um / pixel_size_um
+    if gene_weights is not None:
+        gene_weights = transcript_mean_one(gene_weights, index.gene)
 
     def window(array, blk):
         return None if array is None else array[blk.ext_slices]
@@ -497,7 +547,7 @@ def refine_labels(
         return fit_expression_model(
             counted.ids, counted.core, counted.cell, counted.area_px * px2, counted.background,
             counted.background_px * px2, n_types=params.n_types, prior_counts=params.prior_counts,
-            ambient=params.ambient, seed=params.seed, order=np.argsort(counted.first),
+            ambient=params.ambient, seed=params.seed, order=np.argsort(counted.first), gene_weights=gene_weights,
         )  # fmt: skip
 
     def solved(blk, model, **kw):
@@ -549,6 +599,7 @@ def refine_labels(
         "bin_px": s,
         "grow_um": grow_um,
         "n_types_found": model.n_types,
+        "gene_weighted": gene_weights is not None,
         "median_core_transcripts": median_core,
         "em_moved_fraction": moved,
     }

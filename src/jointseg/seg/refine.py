@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
+import pandas as pd
 from spatialdata import SpatialData, deepcopy
 
 from jointseg._core.constants import DEFAULT_CS, NUCLEI_KEY, POINTS_CELL_ID
 from jointseg._core.docs import d
 from jointseg._core.method_run import start_run
 from jointseg._core.rasterize import shapes_to_labels
-from jointseg._core.refinement import RefineParams
+from jointseg._core.refinement import RefineParams, weights_by_code
 from jointseg._core.utils import check_new_key, labels_2d, resolve_key
 
 logger = logging.getLogger("jointseg")
@@ -41,6 +43,7 @@ def refine(
     min_density_per_um2: float = 0.15,
     density_sigma_um: float = 2.0,
     max_cell_diameter_um: float | None = None,
+    gene_weights: Mapping[str, float] | pd.Series | None = None,
     seed: int = 0,
     key_added: str = "refined_labels",
     boundaries_key: str = "refined_boundaries",
@@ -114,6 +117,11 @@ def refine(
     max_cell_diameter_um
         Largest cell, for the halo between blocks (None: estimated from the nuclei and transcripts,
         at least 30 um).
+    gene_weights
+        How much each gene's evidence counts, by gene name, e.g. a method's gene scores
+        (``sdata["table"].var["jg_cid_score"]``): a transcript adds its weight times its log
+        probability under a cell. Genes not given, or given NaN, take the median weight; the weights
+        are scaled to a mean of 1 over the transcripts. None: every gene counts the same.
     seed
         Seed of the type clustering and the annealing; the same seed gives the same cells whatever
         the block size.
@@ -192,6 +200,7 @@ def refine(
         cells, params=params_out, key_added=key_added, shapes_key=boundaries_key, table_key=table_key,
         overwrite=overwrite, refine=params, grow_um=grow_um,
         largest_cell_um=run.largest_cell_um(max_cell_diameter_um, at_least=30.0),
+        gene_weights=weights_by_code(gene_weights, run.index.genes),
     )  # fmt: skip
     return sdata if copy else None
 

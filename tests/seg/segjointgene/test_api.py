@@ -126,3 +126,16 @@ def test_saved_model_types_another_slide_in_its_own_classes(trained):
     assert table.shape[0] >= 2
     assert (table.max(axis=1) / table.sum(axis=1)).min() >= 0.9, table
     assert table.idxmax(axis=1).is_unique, table  # different true types, different model types
+
+
+def test_cid_scores_weigh_the_genes_of_the_refinement(trained):
+    sdata, path = trained
+    kw = {"model": path, "copy": True, "overwrite": True, **FAST}
+    plain = jg.seg.segjointgene(sdata, **kw)
+    weighted = jg.seg.segjointgene(sdata, cid_weights=True, **kw)
+    params = weighted["table"].uns["jointseg"]["cell_labels"]
+    assert params["cid_weights"] and params["refine"]["gene_weighted"]
+    assert not plain["table"].uns["jointseg"]["cell_labels"]["refine"]["gene_weighted"]
+    assert not np.array_equal(plain["cell_labels"].values, weighted["cell_labels"].values)
+    with pytest.raises(ValueError, match="needs refine"):
+        jg.seg.segjointgene(sdata, cid_weights=True, refine=False, **kw)
