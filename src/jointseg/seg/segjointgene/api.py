@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from spatialdata import SpatialData, deepcopy
 
+from jointseg._core.aggregation import nucleus_counts
 from jointseg._core.config import config_dict, resolve_config
 from jointseg._core.constants import CELL_LABELS_KEY, CELL_SHAPES_KEY, DEFAULT_CS, NUCLEI_KEY, TABLE_KEY
 from jointseg._core.docs import d
@@ -22,7 +23,7 @@ from jointseg._core.genes import gene_lookup, select_genes
 from jointseg._core.method_run import MethodRun, start_run
 from jointseg._core.refinement import refine_params, weights_by_code
 from jointseg.models import SegJointGeneModel
-from jointseg.seg.segjointgene.celltypes import leiden_types, nearest_types, nucleus_counts, type_profiles
+from jointseg.seg.segjointgene.celltypes import leiden_types, nearest_types, type_profiles
 from jointseg.seg.segjointgene.config import SegJointGeneConfig
 from jointseg.seg.segjointgene.infer import predict_segjointgene_cells
 from jointseg.seg.segjointgene.train import gene_ranking, train_on_slide

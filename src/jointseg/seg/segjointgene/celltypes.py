@@ -8,27 +8,9 @@ import anndata as ad
 import numpy as np
 from scipy import sparse
 
-from jointseg._core.aggregation import assign_transcripts
-from jointseg._core.transcripts import TranscriptIndex
 from jointseg.tl._leiden import leiden_clusters
 
 logger = logging.getLogger("jointseg")
-
-
-def nucleus_counts(nuclei, index: TranscriptIndex, gene_lut: np.ndarray, n_genes: int) -> sparse.csr_matrix:
-    """Sparse ``(max nucleus id + 1, n_genes)`` counts of the transcripts inside each nucleus.
-
-    ``nuclei`` is a lazy label image on the index's pixel grid; ``gene_lut`` maps the index's gene
-    codes to columns (-1: left out).
-    """
-    assigned = assign_transcripts(nuclei, index).labels
-    codes = index.gene
-    column = np.where(codes >= 0, gene_lut[np.maximum(codes, 0)], -1)
-    keep = (assigned > 0) & (column >= 0)
-    n_rows = int(assigned.max(initial=0)) + 1
-    return sparse.coo_matrix(
-        (np.ones(int(keep.sum()), np.float32), (assigned[keep], column[keep])), shape=(n_rows, n_genes)
-    ).tocsr()
 
 
 def leiden_types(

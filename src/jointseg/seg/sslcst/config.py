@@ -21,6 +21,10 @@ class SSLCSTConfig:
     erosion_um, dark_quantile, max_samples
         Sample selection: nuclei eroded by ``erosion_um`` give the positives; negatives are no
         brighter than the stain's ``dark_quantile``; at most ``max_samples`` of each.
+    cytoplasm_margin
+        Bins outside the nuclei become positives too when their transcripts are at least this many
+        nats more likely under one nucleus's expression than under any other candidate's
+        (:func:`jointseg.seg.sslcst.samples.tied_cytoplasm`). None: the paper's positives only.
     validation_fraction
         Held-out share of the samples (by position: the rightmost ones).
     dim, layers, heads
@@ -48,6 +52,7 @@ class SSLCSTConfig:
     erosion_um: float = 0.5
     dark_quantile: float = 0.5
     max_samples: int = 20_000
+    cytoplasm_margin: float | None = 2.0
     validation_fraction: float = 0.2
     dim: int = 64
     layers: int = 8
@@ -66,6 +71,8 @@ class SSLCSTConfig:
             raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         check_positive(self, "bin_um", "radius_um", "distance_scale_um", "dim", "layers", "heads", "lr", "tile_um",
                        "max_tiles", "max_samples")  # fmt: skip
+        if self.cytoplasm_margin is not None and not self.cytoplasm_margin >= 0:
+            raise ValueError(f"cytoplasm_margin must be >= 0 or None, got {self.cytoplasm_margin}.")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}.")
         if not 0 <= self.dark_quantile <= 1 or not 0 <= self.foreground_threshold < 1:

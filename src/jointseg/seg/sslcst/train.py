@@ -1,6 +1,5 @@
-"""SSL-CST's self-supervision: positive bins in eroded nuclei labelled with the direction to their
-nucleus centroid, negative bins far from every nucleus and dark, and the network's training with
-early stopping on a held-out spatial region.
+"""SSL-CST's training set (the samples of :mod:`jointseg.seg.sslcst.samples` on tiles holding nuclei,
+with their tokens) and the network's training with early stopping on a held-out spatial region.
 """
 
 from __future__ import annotations
@@ -11,9 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
+from scipy import sparse
 from torch.nn import functional as F
 
+from jointseg._core.aggregation import nucleus_counts
+from jointseg._core.expression_model import ExpressionModel, fit_expression_model
 from jointseg._core.genes import sample_bins
 from jointseg._core.method_run import MethodRun
 from jointseg._core.training import fit, tiles_with_nuclei
@@ -21,7 +22,7 @@ from jointseg._core.transcripts import TranscriptIndex
 from jointseg._core.utils import sampled_percentiles
 from jointseg.models import SSLCSTModel, TransformerConfig
 from jointseg.seg.sslcst.config import SSLCSTConfig
-from jointseg.seg.sslcst.postprocess import direction_class
+from jointseg.seg.sslcst.samples import Samples, balance, erode_labels, select_samples, tied_cytoplasm
 from jointseg.seg.sslcst.tokens import (
     BinTable,
     Neighbourhoods,
@@ -34,87 +35,6 @@ from jointseg.seg.sslcst.tokens import (
 logger = logging.getLogger("jointseg")
 
 
-def erode_labels(labels: np.ndarray, radius: int) -> np.ndarray:
-    """Labels eroded by a disc of ``radius`` pixels (a pixel stays if its whole disc has its label)."""
-    if radius < 1:
-        return labels
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    disc = yy**2 + xx**2 <= radius**2
-    same = ndi.minimum_filter(labels, footprint=disc) == ndi.maximum_filter(labels, footprint=disc)
-    return np.where(same, labels, 0)
-
-
-@dataclass(frozen=True)
-class Samples:
-    """Training bins (global bin coordinates) and their targets: ``foreground`` 1/0 and
-    ``direction`` (the class towards the nucleus centroid; -1 where it is not learned).
-    """
-
-    y: np.ndarray
-    x: np.ndarray
-    foreground: np.ndarray
-    direction: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def subset(self, rows: np.ndarray) -> Samples:
-        """The samples ``rows``."""
-        return Samples(self.y[rows], self.x[rows], self.foreground[rows], self.direction[rows])
-
-
-def select_samples(
-    eroded: np.ndarray,
-    nucleus: np.ndarray,
-    expressed: np.ndarray,
-    stain: np.ndarray,
-    origin: tuple[int, int],
-    centres: NucleusCentres,
-    *,
-    negative_distance: float,
-    dark: float,
-    n_directions: int = 16,
-) -> tuple[Samples, Samples]:
-    """Positive and negative samples of a window of bins whose first bin is ``origin``.
-
-    Positives: bins with transcripts (``expressed``) inside an eroded nucleus (``eroded``: nucleus
-    ids at the bins), labelled with the direction class to that nucleus's centroid (-1 within half
-    a bin of it). Negatives: bins without transcripts and outside nuclei (``nucleus``), farther
-    than ``negative_distance`` bins from every centroid, with ``stain`` at most ``dark``.
-    """
-    by, bx = np.indices(eroded.shape)
-    by, bx = by + origin[0], bx + origin[1]
-    pos = (eroded > 0) & expressed
-    ids = eroded[pos]
-    row = np.searchsorted(centres.ids, ids)
-    if len(ids) and not np.array_equal(centres.ids[np.minimum(row, len(centres) - 1)], ids):
-        raise ValueError("Nuclei at the bins are missing from the nucleus centroids.")
-    dy, dx = centres.y[row] - by[pos], centres.x[row] - bx[pos]
-    direction = np.where(np.hypot(dy, dx) >= 0.5, direction_class(dy, dx, n_directions), -1)
-    positives = Samples(by[pos], bx[pos], np.ones(pos.sum(), np.float32), direction)
-    if len(centres):
-        far = centres.tree.query(np.c_[by.ravel(), bx.ravel()])[0].reshape(eroded.shape) > negative_distance
-    else:
-        far = np.ones(eroded.shape, bool)
-    neg = far & ~expressed & (nucleus == 0) & (stain <= dark)
-    negatives = Samples(by[neg], bx[neg], np.zeros(neg.sum(), np.float32), np.full(neg.sum(), -1))
-    return positives, negatives
-
-
-def balance(n_positive: int, n_negative: int, *, max_per_class: int, rng: np.random.Generator):
-    """Rows of as many negatives as positives (at most ``max_per_class`` of each), drawn at random."""
-    n = min(n_positive, n_negative, max_per_class)
-    if n == 0:
-        hint = (
-            "no nucleus bin has transcripts: check the nuclei and the transcripts' alignment"
-            if n_positive == 0
-            else "no dark, empty bin lies farther than negative_distance_um from every nucleus: lower it"
-        )
-        kind = "positive" if n_positive == 0 else "negative"
-        raise ValueError(f"SSL-CST found no {kind} training samples: {hint}.")
-    return np.sort(rng.choice(n_positive, n, replace=False)), np.sort(rng.choice(n_negative, n, replace=False))
-
-
 @dataclass(frozen=True)
 class TrainingSet:
     """Samples with their tokens (rows of ``table``) and the held-out validation mask."""
@@ -124,6 +44,7 @@ class TrainingSet:
     table: BinTable
     validation: np.ndarray
     negative_distance: float
+    n_cytoplasm_available: int = 0
 
 
 @dataclass(frozen=True)
@@ -272,9 +193,13 @@ def training_set(
     index: TranscriptIndex, stain, nuclei, lut, centres: NucleusCentres, *, bin_size: int, tile: int,
     max_tiles: int, erosion_px: int, negative_distance_range: tuple[float, float], dark: float, max_per_class: int,
     validation_fraction: float, settings: dict, rng: np.random.Generator,
+    cytoplasm: tuple[ExpressionModel, np.ndarray, float] | None = None,
 ) -> TrainingSet:  # fmt: skip
     """Balanced samples from up to ``max_tiles`` tiles of ``tile`` bins holding nuclei, their tokens,
     and a validation mask holding out the rightmost ``validation_fraction`` of them.
+
+    With ``cytoplasm = (model, reach, margin)``, the positives include the cytoplasm bins that
+    :func:`jointseg.seg.sslcst.samples.tied_cytoplasm` ties to one nucleus.
 
     Negatives lie farther than the preferred distance of ``negative_distance_range = (floor,
     preferred)`` (bins) from every centroid, or closer, down to the floor, where too few do (packed
@@ -284,7 +209,7 @@ def training_set(
     keep = tiles_with_nuclei(nuclei, tile, max_tiles=max_tiles, rng=rng, bin_size=bin_size, method="SSL-CST")
     margin = int(np.ceil(settings["radius_bins"]))
     floor, preferred = negative_distance_range
-    tiles = []
+    tiles, n_tied = [], 0
     for y0, y1, x0, x1 in keep:
         pix = (y0 * bin_size, min(y1 * bin_size, h), x0 * bin_size, min(x1 * bin_size, w))
         nuc = np.asarray(nuclei[pix[0] : pix[1], pix[2] : pix[3]])
@@ -299,6 +224,11 @@ def training_set(
         bin_stain = _bin_means(np.asarray(stain[pix[0] : pix[1], pix[2] : pix[3]], np.float32), bin_size, shape)
         pos, neg = select_samples(eroded, nucleus, expressed, bin_stain, (y0, x0), centres,
                                   negative_distance=floor, dark=dark)  # fmt: skip
+        if cytoplasm is not None:
+            expression, reach, tie_margin = cytoplasm
+            tied = tied_cytoplasm(table, nucleus, (y0, x0), centres, reach, expression, margin=tie_margin)
+            n_tied += len(tied)
+            pos = Samples.concat([pos, tied])
         far = centres.tree.query(np.c_[neg.y, neg.x])[0] if len(centres) and len(neg) else np.full(len(neg), np.inf)
         tiles.append((pos, neg, far, table))
     n_pos = sum(len(t[0]) for t in tiles)
@@ -331,9 +261,11 @@ def training_set(
         validation = np.zeros(len(samples), bool)
         n_held = max(int(round(len(samples) * validation_fraction)), 1)
         validation[np.argsort(samples.x, kind="stable")[-n_held:]] = True
-    logger.info("SSL-CST: %d positive and %d negative samples available on %d tiles; %d used (%d held out)",
-                len(all_pos), len(all_neg), len(keep), len(samples), validation.sum())  # fmt: skip
-    return TrainingSet(samples, tokens, BinTable.concat(tables), validation, chosen)
+    logger.info(
+        "SSL-CST: %d positive (%d in the cytoplasm) and %d negative samples available on %d tiles; %d used (%d held "
+        "out)", len(all_pos), n_tied, len(all_neg), len(keep), len(samples), validation.sum(),
+    )  # fmt: skip
+    return TrainingSet(samples, tokens, BinTable.concat(tables), validation, chosen, n_tied)
 
 
 #: Negatives lie this far from every nucleus centroid unless the tissue is too packed.
@@ -348,6 +280,34 @@ def _negative_distance_range(run: MethodRun, negative_distance_um: float | None,
         return negative_distance_um / bin_um, negative_distance_um / bin_um
     reach = min(run.cell_extent().typical_reach_um(), PREFERRED_NEGATIVE_DISTANCE_UM)
     return reach / bin_um, PREFERRED_NEGATIVE_DISTANCE_UM / bin_um
+
+
+def nucleus_expression(run: MethodRun, lut: np.ndarray, n_genes: int, centres: NucleusCentres, *, bin_um: float,
+                       seed: int) -> tuple[ExpressionModel, np.ndarray]:  # fmt: skip
+    """The per-nucleus expression model (each nucleus's own counts shrunk toward its type's; the
+    background: every transcript outside the nuclei) and each nucleus's reach in bins (its radius
+    plus its extent estimated from the transcripts), rows as ``centres``.
+    """
+    counts = nucleus_counts(run.nuclei(), run.index, lut, n_genes)  # rows up to the largest id holding a transcript
+    missing = int(centres.ids.max(initial=0)) + 1 - counts.shape[0]
+    if missing > 0:
+        counts = sparse.vstack([counts, sparse.csr_matrix((missing, n_genes))])
+    counts = sparse.csr_matrix(counts)[centres.ids]
+    codes = run.index.gene
+    column = np.where(codes >= 0, lut[np.maximum(codes, 0)], -1)
+    everywhere = np.bincount(column[column >= 0], minlength=n_genes)
+    outside = np.maximum(everywhere - np.asarray(counts.sum(axis=0)).ravel(), 0)
+    area_um2 = np.pi * (centres.radius * bin_um) ** 2
+    h, w = run.index.shape
+    model = fit_expression_model(
+        centres.ids, counts, counts, area_um2, outside,
+        max(h * w * run.pixel_size_um**2 - area_um2.sum(), 1.0), seed=seed,
+        order=np.lexsort((centres.x, centres.y)),
+    )  # fmt: skip
+    extent = run.cell_extent()
+    own = extent.per_nucleus_um[np.minimum(centres.ids, len(extent.per_nucleus_um) - 1)]
+    own = np.where(np.isfinite(own) & (centres.ids < len(extent.per_nucleus_um)), own, extent.global_um)
+    return model, centres.radius + own / bin_um
 
 
 def train_on_slide(
@@ -379,13 +339,17 @@ def train_on_slide(
     )  # fmt: skip
     rng = np.random.default_rng(seed)
     dark = float(sampled_percentiles(stain, [100 * config.dark_quantile])[0])
+    cytoplasm = None
+    if config.cytoplasm_margin is not None:
+        expression, reach = nucleus_expression(run, lut, len(genes), centres, bin_um=bin_um, seed=seed)
+        cytoplasm = (expression, reach, config.cytoplasm_margin)
     data = training_set(
         run.index, stain, run.nuclei(), lut, centres, bin_size=bin_size,
         tile=max(int(round(config.tile_um / bin_um)), 8), max_tiles=config.max_tiles,
         erosion_px=int(round(config.erosion_um / px)),
         negative_distance_range=_negative_distance_range(run, negative_distance_um, bin_um), dark=dark,
         max_per_class=config.max_samples,
-        validation_fraction=config.validation_fraction, settings=token_settings(model), rng=rng,
+        validation_fraction=config.validation_fraction, settings=token_settings(model), rng=rng, cytoplasm=cytoplasm,
     )  # fmt: skip
     if negative_distance_um is None and data.negative_distance * bin_um < PREFERRED_NEGATIVE_DISTANCE_UM:
         logger.warning(
@@ -398,6 +362,7 @@ def train_on_slide(
     model.training_log = train_transformer(model, data, params, seed=seed, progress=progress)
     model.training_log.update({
         "device": run.device, "n_positive": int(data.samples.foreground.sum()),
+        "n_cytoplasm_available": data.n_cytoplasm_available,
         "negative_distance_um": data.negative_distance * bin_um,
     })  # fmt: skip
     return model
