@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/quality_synthetic.py [--regimes epithelium stroma cultured tumour]
 [--pixel-sizes 0.2125 0.5] [--methods expand_nuclei genesegnet segjointgene sslcst] [--seed 0]
 [--background-border 0.75]``. ``--methods sslcst_nucleus_samples`` adds SSL-CST trained on the
-paper's samples only (positives inside the nuclei).
+paper's samples only (positives inside the nuclei); ``genesegnet_foreground_prior``, GeneSegNet
+with its foreground field as the refinement's prior.
 
 Each slide is :func:`jointseg.datasets.synthetic` with ``regime=...`` (cell sizes and shapes in
 microns, boundaries that are not expansions of nuclei, type-specific expression, ambient
@@ -54,6 +55,11 @@ def refine_expansion(sdata, **kw):
     return out
 
 
+def genesegnet_foreground_prior(sdata, *, refine, **kw):
+    """GeneSegNet whose foreground field is the refinement's prior (``foreground_weight`` 1)."""
+    return jg.seg.genesegnet(sdata, refine={**refine, "foreground_weight": 1.0}, **kw)
+
+
 METHODS = {
     "expand_nuclei": jg.seg.expand_nuclei,
     "refine": refine_expansion,
@@ -62,6 +68,7 @@ METHODS = {
     "sslcst": jg.seg.sslcst,
     # The paper's samples: positives inside the nuclei only (no cytoplasm tied by expression).
     "sslcst_nucleus_samples": partial(jg.seg.sslcst, config=jg.seg.SSLCSTConfig(cytoplasm_margin=None)),
+    "genesegnet_foreground_prior": genesegnet_foreground_prior,
 }
 REFINE = {"background_border": args.background_border}  # the refinement's defaults but this one
 records = []

@@ -14,14 +14,15 @@ def _bins(genes_of_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _solve(
-    lab, frozen, content, log_profile, *, rate=(0.3, 1.0, 1.0), smoothness=0.5, background_border=1.0, anneal=0, seed=0
-):
+    lab, frozen, content, log_profile, *, rate=(0.3, 1.0, 1.0), smoothness=0.5, background_border=1.0, anneal=0, seed=0,
+    prior=None,
+):  # fmt: skip
     starts, genes = _bins(content)
     rate = np.asarray(rate, float)
     temperatures = np.geomspace(2.0, 0.05, anneal) if anneal else np.zeros(0)
     return solve_bins(
         lab, frozen, starts, genes, log_profile, np.log(rate), rate, smoothness, background_border, 50, temperatures,
-        seed, (0, 0),
+        seed, (0, 0), np.zeros(lab.shape) if prior is None else prior,
     )  # fmt: skip
 
 
@@ -54,6 +55,20 @@ def test_empty_bins_go_to_the_background_when_cells_are_dense():
     content[:, :6, 0] = 0  # transcripts in the left half only
     _solve(lab, frozen, content, np.log(np.array([[1.0], [1.0]])), rate=(0.05, 1.5))
     assert (lab[:, :5] == 1).all() and (lab[:, 7:] == 0).all()
+
+
+def test_a_foreground_prior_keeps_empty_bins_in_the_cell():
+    """As above, but a method's prior says columns 0-8 are foreground: the cell keeps them, empty or not."""
+    h, w = 6, 12
+    lab = np.ones((h, w), np.int64)
+    lab[:, -1] = 0
+    frozen = np.zeros((h, w), bool)
+    frozen[2:4, :2] = frozen[:, -1] = True
+    content = np.full((h, w, 1), -1)
+    content[:, :6, 0] = 0
+    prior = np.where(np.arange(w) < 9, 3.0, -3.0)[None].repeat(h, 0)  # an empty bin costs 1.45 in the cell
+    _solve(lab, frozen, content, np.log(np.array([[1.0], [1.0]])), rate=(0.05, 1.5), prior=prior)
+    assert (lab[:, :9] == 1).all() and (lab[:, 9:] == 0).all()
 
 
 def _gap_case(closed: bool):

@@ -3,9 +3,11 @@ import pytest
 from scipy import sparse
 
 from jointseg._core.refinement import (
+    RefineParams,
     SlideCounts,
     _sorted_unique,
     cell_anchors,
+    foreground_prior,
     moved_fraction,
     transcript_mean_one,
     upsample_labels,
@@ -86,3 +88,10 @@ def test_gene_weights_are_scaled_to_a_mean_of_one_per_transcript():
         transcript_mean_one(np.array([0.0, 0.0, 5.0]), np.array([0, 1]))
     with pytest.raises(ValueError, match="3 values for 4 genes"):
         transcript_mean_one(np.ones(3), np.array([3]))
+
+
+def test_foreground_prior_is_clipped_log_odds():
+    np.testing.assert_allclose(foreground_prior(np.array([0.5, 0.9, 0.0, 1.0])),
+                               [0.0, np.log(9.0), -np.log(99.0), np.log(99.0)])  # fmt: skip
+    with pytest.raises(ValueError, match="foreground_weight"):
+        RefineParams(foreground_weight=-1.0)

@@ -6,13 +6,16 @@ Iterated conditional modes (Besag 1986) over the boundary bins, after a short an
 may take the label of one of its four neighbours or the background, whichever raises
 
     sum over its transcripts of log(rate_c * p_c(gene)) - rate_c - smoothness * (border it makes)
+        + prior(bin) if c is a cell
 
-the most. The border counts the bin's 8-neighbours of another label (diagonal neighbours weigh
-1/sqrt(2), so the boundary penalty is close to isotropic, as in Boykov & Kolmogorov's geo-cuts);
-a neighbour across a border between a cell and the background counts ``background_border`` times.
-At 1 (the Potts model) a gap between two cells costs twice the border they would share, so the
-smoothness closes thin gaps: packed tissue. At 0.5 every cell pays for its own perimeter only and a
-gap costs what a shared border does, so the transcripts alone decide whether it opens.
+the most. The prior is a method's own evidence that the bin belongs to some cell (e.g. the log-odds
+of a network's foreground probability); 0 without one. The border counts the bin's 8-neighbours of
+another label (diagonal neighbours weigh 1/sqrt(2), so the boundary penalty is close to isotropic,
+as in Boykov & Kolmogorov's geo-cuts); a neighbour across a border between a cell and the
+background counts ``background_border`` times. At 1 (the Potts model) a gap between two cells
+costs twice the border they would share, so the smoothness closes thin gaps: packed tissue. At 0.5
+every cell pays for its own perimeter only and a gap costs what a shared border does, so the
+transcripts alone decide whether it opens.
 
 A bin leaves a cell only if the cell's other bins around it stay 4-connected through its
 8-neighbourhood (a local simple-point test, sufficient for global connectivity), and bins on a
@@ -108,7 +111,7 @@ def _uniform(seed: int, sweep: int, y: int, x: int) -> float:
 
 
 @njit(cache=True)
-def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness, background_border,
+def _visit(lab, frozen, prior, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness, background_border,
            temperature, seed, oy, ox, candidates, scores):  # fmt: skip
     """Update one bin (see :func:`solve_bins`); returns whether it moved. ``candidates`` and
     ``scores`` are work buffers of 6 (allocated once per solve: an allocation per bin cost as much
@@ -136,6 +139,8 @@ def _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate,
         c = candidates[m]
         scores[m] = _log_likelihood(b, c, starts, genes, log_profile, log_rate, rate)
         scores[m] -= smoothness * _border(lab, y, x, c, _DIAGONAL, background_border)
+        if c != 0:
+            scores[m] += prior[y, x]
     best = a
     if temperature > 0:
         top = scores[:n].max()
@@ -175,6 +180,7 @@ def solve_bins(
     temperatures: np.ndarray,
     seed: int,
     origin: tuple[int, int],
+    prior: np.ndarray,
 ) -> np.ndarray:
     """Relabel the bins of ``lab`` in place (see the module docstring); returns the moves per sweep.
 
@@ -210,6 +216,8 @@ def solve_bins(
         Seed of the annealing.
     origin
         Position of ``lab[0, 0]`` in the image's bin grid.
+    prior
+        ``(h, w)`` score added to every cell label of each bin (0: no prior).
 
     """
     h, w = lab.shape
@@ -235,7 +243,7 @@ def solve_bins(
                         if not pending[y, x]:
                             continue
                         pending[y, x] = False
-                    if _visit(lab, frozen, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness,
+                    if _visit(lab, frozen, prior, y, x, sweep, starts, genes, log_profile, log_rate, rate, smoothness,
                               background_border, temperature, seed, oy, ox, candidates, scores):  # fmt: skip
                         moves[sweep] += 1
                         if greedy:  # later phases of this sweep and every phase of the next

@@ -58,8 +58,10 @@ refine
     with its defaults and ``seed``): on the real crop and the synthetic regimes this is the measured
     better default (docs/results.md); False gives the method's own cells, as its paper describes
     them. A dict refines with these options of :func:`jointseg.seg.refine` instead of its defaults
-    (e.g. ``{"background_border": 1.0}`` to close the gaps between cells of packed tissue). What the
-    expression model found is recorded in ``uns["jointseg"][key_added]["refine"]``."""
+    (e.g. ``{"background_border": 1.0}`` to close the gaps between cells of packed tissue); a method
+    with a foreground field (GeneSegNet) also takes ``foreground_weight``, the weight of the
+    network's foreground log-odds beside the transcripts in the solver (default 0: the transcripts
+    alone). What the expression model found is recorded in ``uns["jointseg"][key_added]["refine"]``."""
 
 _progress = """\
 progress

@@ -165,6 +165,7 @@ class MethodRun:
         largest_cell_um: float = 30.0,
         grow_um: float | None = None,
         gene_weights: np.ndarray | None = None,
+        foreground: da.Array | None = None,
     ) -> None:
         """Write the cell labels, their polygons, the count table and the per-transcript cell ids
         (see :func:`jointseg._core.outputs.write_segmentation`), with ``params`` in ``uns``.
@@ -173,10 +174,14 @@ class MethodRun:
         (:func:`jointseg._core.refinement.refine_labels`; blocks get a halo of ``largest_cell_um``
         plus the growth): cells grow by up to ``grow_um`` (None: :meth:`growth_limit_um`, or 0 without
         nuclei), each gene's evidence weighs ``gene_weights`` (one per gene of the index; None: all
-        the same) and ``params["refine"]`` records what the expression model found.
+        the same), a method's ``foreground`` probability (lazy, on the pixel grid) is the solver's
+        prior with ``refine.foreground_weight``, and ``params["refine"]`` records what the expression
+        model found.
         """
         clean_up = None
         params.setdefault("refine", None)
+        if refine is not None and refine.foreground_weight > 0 and foreground is None:
+            raise ValueError(f"{self.title} has no foreground field for the refinement's foreground_weight.")
         if refine is not None:
             has_nuclei = self.nuclei_key in self.sdata.labels
             if grow_um is None:
@@ -187,6 +192,7 @@ class MethodRun:
             labels, params["refine"] = refine_labels(
                 unrefined, self.nuclei() if has_nuclei else None, self.index, pixel_size_um=self.pixel_size_um,
                 grow_um=grow_um, largest_cell_um=largest_cell_um, params=refine, gene_weights=gene_weights,
+                foreground=foreground,
             )  # fmt: skip
             params.update(self.extent_params())
         try:

@@ -73,12 +73,13 @@ class RefineParams:
     anneal_sweeps: int = 20
     em_iterations: int = 1
     em_tolerance: float = 0.01
+    foreground_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("bin_um", "density_sigma_um"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
-        for name in ("smoothness", "core_um", "prior_counts", "min_density_per_um2"):
+        for name in ("smoothness", "core_um", "prior_counts", "min_density_per_um2", "foreground_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not self.background_border > 0:
@@ -360,6 +361,24 @@ def upsample_labels(bins: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndar
     return out
 
 
+#: A foreground probability is clipped to this distance from 0 and 1: a network's 1.0 must not make
+#: a bin's label certain whatever its transcripts say.
+_PROBABILITY_FLOOR = 0.01
+
+
+def foreground_prior(probability: np.ndarray) -> np.ndarray:
+    """Log-odds of a foreground probability, clipped to [``_PROBABILITY_FLOOR``, 1 - ``_PROBABILITY_FLOOR``].
+
+    Examples
+    --------
+    >>> foreground_prior(np.array([0.5, 1.0])).round(2)
+    array([0. , 4.6])
+
+    """
+    p = np.clip(probability.astype(np.float64), _PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR)
+    return np.log(p) - np.log1p(-p)
+
+
 def refine_block(
     labels_ext,
     nuclei_ext,
@@ -379,10 +398,14 @@ def refine_block(
     temperatures: np.ndarray,
     seed: int,
     count_core_px: float | None = None,
+    foreground_ext=None,
+    foreground_weight: float = 0.0,
 ) -> np.ndarray | dict:
     """Refined labels of one block's ``core`` window (see the module docstring); ``ext`` must start
     on a multiple of ``bin_px``. With ``count_core_px``, the :func:`count_block` counts of the refined
-    cells instead (an EM step: what the next expression model is fitted to).
+    cells instead (an EM step: what the next expression model is fitted to). With ``foreground_ext``
+    (a method's foreground probability on the window), every bin's cell labels gain
+    ``foreground_weight`` times its log-odds (see :func:`foreground_prior`).
     """
     labels = np.asarray(labels_ext).astype(np.int64)
     nuclei = None if nuclei_ext is None else np.asarray(nuclei_ext)
@@ -415,9 +438,13 @@ def refine_block(
     genes, gene_local = np.unique(gene[order], return_inverse=True)
     starts = np.searchsorted(bin_of, np.arange(hb * wb + 1)).astype(np.int64)
     rate = model.block_rates(ids, bin_area_um2)
+    prior = np.zeros((hb, wb))
+    if foreground_ext is not None and foreground_weight > 0:
+        prior = foreground_weight * foreground_prior(np.asarray(foreground_ext)[centre])
     solve_bins(
         local, frozen, starts, gene_local.astype(np.int64), model.block_log_profiles(ids, genes),
         np.log(rate), rate, smoothness, background_border, max_sweeps, temperatures, seed, (ext[0] // s, ext[2] // s),
+        prior,
     )  # fmt: skip
     refined = np.concatenate([[0], ids])[local]
     pixels = upsample_labels(refined, s, (h, w))
@@ -508,13 +535,16 @@ def refine_labels(
     largest_cell_um: float,
     params: RefineParams,
     gene_weights: np.ndarray | None = None,
+    foreground: da.Array | None = None,
     block_size: int = 2048,
 ) -> tuple[da.Array, dict]:
     """Refined cell labels (lazy, int64, same ids as ``labels``) and what the model found.
 
     ``gene_weights`` (one per gene of ``index``) weigh each gene's evidence in the expression model;
     they are scaled to a mean of 1 over the transcripts, so that ``params.smoothness`` keeps its
-    meaning (a bin's evidence keeps its size against its border's cost).
+    meaning (a bin's evidence keeps its size against its border's cost). ``foreground`` (a method's
+    foreground probability on the pixel grid) adds ``params.foreground_weight`` times its log-odds
+    to every bin's cell labels.
 
     ``labels`` are read twice (counting, then refining): pass a computed or persisted array. Blocks
     get a halo of ``largest_cell_um`` plus ``grow_um``, rounded up to whole bins.
@@ -553,6 +583,7 @@ def refine_labels(
     def solved(blk, model, **kw):
         return dask.delayed(refine_block, pure=True)(
             labels[blk.ext_slices], window(nuclei, blk), index, blk.ext, blk.core, model,
+            foreground_ext=window(foreground, blk), foreground_weight=params.foreground_weight,
             bin_px=s, bin_area_um2=(s * pixel_size_um) ** 2, grow_px=grow_px,
             sigma=params.density_sigma_um / pixel_size_um, min_count=params.min_density_per_um2 * pixel_size_um**2,
             smoothness=params.smoothness, background_border=params.background_border, max_sweeps=params.max_sweeps,
@@ -600,6 +631,7 @@ def refine_labels(
         "grow_um": grow_um,
         "n_types_found": model.n_types,
         "gene_weighted": gene_weights is not None,
+        "foreground_prior": foreground is not None and params.foreground_weight > 0,
         "median_core_transcripts": median_core,
         "em_moved_fraction": moved,
     }

@@ -130,3 +130,13 @@ def test_a_model_segments_the_same_tissue_at_another_pixel_size():
         scores[px] = jg.metrics.instance_scores(sdata["cell_labels"].values, sdata["true_cells"].values)["mean_iou"]
     assert abs(cells[0.25] / cells[0.5] - 1) < 0.25, cells
     assert abs(scores[0.25] - scores[0.5]) < 0.03, scores
+
+
+def test_the_foreground_field_is_the_refinements_prior(slide, model):
+    plain = _segment(slide, model)
+    assert not slide["table"].uns["jointseg"]["cell_labels"]["refine"]["foreground_prior"]
+    prior = _segment(slide, model, refine={"foreground_weight": 2.0})
+    assert slide["table"].uns["jointseg"]["cell_labels"]["refine"]["foreground_prior"]
+    assert not np.array_equal(plain, prior)
+    with pytest.raises(ValueError, match="no foreground field"):
+        jg.seg.expand_nuclei(slide, refine={"foreground_weight": 1.0}, copy=True, overwrite=True)

@@ -54,10 +54,23 @@ def test_adaptive_lattice_gives_the_cells_of_the_full_lattice(trained):
     assert same["mean_iou"] > 0.97 and same["f1"] > 0.97
 
 
+def test_cytoplasm_bins_tied_by_expression_join_the_positives(trained):
+    sdata, _ = trained
+    logs = {
+        margin: jg.seg.train_sslcst(sdata, steps=5, negative_distance_um=5.0, progress=False,
+                                    config=jg.seg.SSLCSTConfig(dim=16, layers=1, cytoplasm_margin=margin)).training_log
+        for margin in (None, 0.5)
+    }  # fmt: skip
+    assert logs[None]["n_cytoplasm_available"] == 0
+    assert logs[0.5]["n_cytoplasm_available"] > 0
+
+
 def test_bad_options_fail_early_with_clear_errors(synth):
     jg.pp.nuclei(synth, image_key="morphology")
     with pytest.raises(ValueError, match="validation_fraction"):
         jg.seg.sslcst(synth, config=jg.seg.SSLCSTConfig(validation_fraction=1.0))
+    with pytest.raises(ValueError, match="cytoplasm_margin"):
+        jg.seg.SSLCSTConfig(cytoplasm_margin=-1.0)
     with pytest.raises(ValueError, match=r"no negative training samples.*negative_distance_um"):
         jg.seg.sslcst(synth, negative_distance_um=500.0, progress=False)
     assert "cell_labels" not in synth.labels

@@ -227,12 +227,15 @@ def genesegnet(
     stain, px = run.stain(channel), run.pixel_size_um
     max_cell_diameter_um = run.largest_cell_um(max_cell_diameter_um, at_least=30.0)
     factor = grid_factor(model.pixel_size_um, px)
-    labels = predict_cells(
+    refinement = refine_params(refine, seed=seed)
+    with_foreground = refinement is not None and refinement.foreground_weight > 0
+    predicted = predict_cells(
         stain, slide_inputs(stain, run.index, model.sigma_um / px), model, block_size=block_size,
         halo=int(np.ceil(max_cell_diameter_um / px)), window=config.window, stride=config.stride,
         instance_kwargs=instance_params(px, min_cell_area_um2), nuclei=run.nuclei() if centres == "nuclei" else None,
-        spill=run.spill, factor=factor,
+        spill=run.spill, factor=factor, foreground=with_foreground,
     )  # fmt: skip
+    labels, probability = predicted if with_foreground else (predicted, None)
     params = {
         "nuclei_key": nuclei_key, "steps": steps, "max_rounds": max_rounds, "prior_expansion_um": prior_expansion_um,
         "min_cell_area_um2": min_cell_area_um2, "max_cell_diameter_um": max_cell_diameter_um, "centres": centres,
@@ -242,6 +245,6 @@ def genesegnet(
         "training_seconds": trained_s, **run.extent_params(),
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
-               overwrite=overwrite, refine=refine_params(refine, seed=seed),
-               largest_cell_um=max_cell_diameter_um)  # fmt: skip
+               overwrite=overwrite, refine=refinement, largest_cell_um=max_cell_diameter_um,
+               foreground=probability)  # fmt: skip
     return sdata if copy else None

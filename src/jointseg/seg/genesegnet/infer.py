@@ -88,15 +88,21 @@ def predict_cells(
     nuclei=None,
     spill: Callable[[da.Array], da.Array | None] | None = None,
     factor: float = 1.0,
+    foreground: bool = False,
 ):
     """Lazy cell labels of a whole slide: fields per block on the global window grid (of the
-    network's grid, ``factor`` times coarser than the slide's; ``window`` and ``stride`` in its pixels), then instances
-    built blockwise on the stitched fields (see :func:`jointseg.seg.segment_blockwise`), with the
-    ``nuclei`` (lazy labels) as cell centres if given, else the peaks of the offset votes.
+    network's grid, ``factor`` times coarser than the slide's; ``window`` and ``stride`` in its
+    pixels), then instances built blockwise on the stitched fields (see
+    :func:`jointseg.seg.segment_blockwise`), with the ``nuclei`` (lazy labels) as cell centres if
+    given, else the peaks of the offset votes.
 
     ``spill`` (e.g. :meth:`jointseg._core.method_run.MethodRun.spill`) may put the fields on disk:
     the instance blocks then read their windows from there, and no rows of fields wait in memory
     for the neighbouring blocks (they grow with the slide's width: 0.49 GB at 8192 px).
+
+    With ``foreground``, returns the labels and the network's foreground probability (lazy, read
+    from the spilled fields, or the fields persisted in memory where there is no disk to spill to:
+    computed once, not again for the refinement).
     """
     shape = tuple(int(s) for s in stain.shape)
     index_node = dask.delayed(inputs, pure=True)  # one graph node, not a copy per task
@@ -113,14 +119,18 @@ def predict_cells(
     on_disk = None if spill is None else spill(fields.rechunk((3, SPILL_CHUNK, SPILL_CHUNK)))
     if on_disk is not None:
         fields = on_disk
+    elif foreground:
+        fields = fields.persist()
+    probability = fields[0]
     if nuclei is not None:
         fields = with_labels(fields, nuclei)
     # Instances on blocks of half the network's edge: on 2048 px blocks with their halos they held
     # the process's peak (benchmarks/bench_memory.py at 4096 px: 3.47 GB, 2.11 GB on 1024 px blocks).
-    return segment_blockwise(
+    labels = segment_blockwise(
         fields, _instances_block, block_size=max(block_size // 2, 1), halo=halo, read_windows=on_disk is not None,
         **instance_kwargs,
     )  # fmt: skip
+    return (labels, probability) if foreground else labels
 
 
 def _instances_block(fields: np.ndarray, **kwargs) -> np.ndarray:
