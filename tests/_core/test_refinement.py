@@ -80,14 +80,16 @@ def test_moved_fraction_aligns_cells_by_id():
 
 
 def test_gene_weights_are_scaled_to_a_mean_of_one_per_transcript():
-    weights = transcript_mean_one(np.array([1.0, 3.0, 7.0]), np.array([0, 0, 1, -1, 1, 2]))
+    weights = transcript_mean_one(np.array([1.0, 3.0, 7.0]), np.array([0, 0, 1, -1, 1, 2]), 3)
     codes = np.array([0, 0, 1, 1, 2])
     assert weights[codes].mean() == pytest.approx(1.0)
     np.testing.assert_allclose(weights / weights[0], [1, 3, 7])
     with pytest.raises(ValueError, match="0 for every gene"):
-        transcript_mean_one(np.array([0.0, 0.0, 5.0]), np.array([0, 1]))
-    with pytest.raises(ValueError, match="3 values for 4 genes"):
-        transcript_mean_one(np.ones(3), np.array([3]))
+        transcript_mean_one(np.array([0.0, 0.0, 5.0]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError, match="must be 4 finite values"):
+        transcript_mean_one(np.ones(3), np.array([3]), 4)
+    with pytest.raises(ValueError, match="must be 2 finite values"):
+        transcript_mean_one(np.array([1.0, -1.0]), np.array([0]), 2)
 
 
 def test_foreground_prior_is_clipped_log_odds():

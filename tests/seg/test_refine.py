@@ -172,7 +172,7 @@ def test_gene_weights_decide_which_genes_count(expanded):
     # Half the genes silenced: the cells follow the others only.
     half = _refine(expanded, gene_weights={g: float(i % 2) for i, g in enumerate(genes)})["refined_labels"].values
     assert not np.array_equal(half, plain)
-    with pytest.raises(ValueError, match="finite and >= 0"):
+    with pytest.raises(ValueError, match="finite values >= 0"):
         _refine(expanded, gene_weights={genes[0]: -1.0})
     with pytest.raises(ValueError, match="no value for any gene"):
         _refine(expanded, gene_weights={"not a gene": 1.0})

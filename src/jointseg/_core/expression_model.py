@@ -116,6 +116,21 @@ class ExpressionModel:
         return np.concatenate([[self.background_rate_per_um2], cells]) * bin_area_um2
 
 
+def checked_gene_weights(gene_weights: np.ndarray, n_genes: int) -> np.ndarray:
+    """``gene_weights`` as float64, checked: ``n_genes`` finite values >= 0.
+
+    Examples
+    --------
+    >>> checked_gene_weights([1, 0], 2)
+    array([1., 0.])
+
+    """
+    gene_weights = np.asarray(gene_weights, np.float64)
+    if gene_weights.shape != (n_genes,) or not np.all(np.isfinite(gene_weights) & (gene_weights >= 0)):
+        raise ValueError(f"gene_weights must be {n_genes} finite values >= 0, one per gene.")
+    return gene_weights
+
+
 def _cluster_types(cell_counts: sparse.csr_matrix, n_types: int, seed: int) -> np.ndarray:
     """k-means types of the cells' log-normalised expression (on a truncated SVD when the panel is wide)."""
     n_cells, n_genes = cell_counts.shape
@@ -191,9 +206,7 @@ def fit_expression_model(
     """
     cell_ids = np.asarray(cell_ids, np.int64)
     if gene_weights is not None:
-        gene_weights = np.asarray(gene_weights, np.float64)
-        if gene_weights.shape != (core_counts.shape[1],) or not np.all(np.isfinite(gene_weights) & (gene_weights >= 0)):
-            raise ValueError(f"gene_weights must be {core_counts.shape[1]} finite values >= 0, one per gene.")
+        gene_weights = checked_gene_weights(gene_weights, core_counts.shape[1])
     if np.any(np.diff(cell_ids) <= 0):
         raise ValueError("cell_ids must be sorted and unique.")
     core_counts, cell_counts = sparse.csr_matrix(core_counts), sparse.csr_matrix(cell_counts)

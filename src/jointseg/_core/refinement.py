@@ -31,7 +31,7 @@ from skimage.measure import label as connected_regions
 
 from jointseg._core.bin_solver import solve_bins
 from jointseg._core.expansion import grow_nuclei
-from jointseg._core.expression_model import ExpressionModel, fit_expression_model
+from jointseg._core.expression_model import ExpressionModel, checked_gene_weights, fit_expression_model
 from jointseg._core.memory import release_memory
 from jointseg._core.tiling import BlockGrid, array_from_blocks
 from jointseg._core.transcripts import TranscriptIndex
@@ -494,31 +494,24 @@ def weights_by_code(gene_weights: Mapping[str, float] | pd.Series | None, genes:
     """
     if gene_weights is None:
         return None
-    given = pd.Series(gene_weights, dtype=np.float64)
-    if (given < 0).any() or np.isinf(given).any():
-        raise ValueError("gene_weights must be finite and >= 0.")
-    by_code = given.reindex(genes.astype(str))
+    by_code = pd.Series(gene_weights, dtype=np.float64).reindex(genes.astype(str))
     if by_code.isna().all():
         raise ValueError("gene_weights has no value for any gene of the transcripts.")
     return by_code.fillna(by_code.median()).to_numpy()
 
 
-def transcript_mean_one(gene_weights: np.ndarray, gene: np.ndarray) -> np.ndarray:
-    """``gene_weights`` scaled so that their mean over the transcripts of gene codes ``gene`` (-1:
-    not counted) is 1.
+def transcript_mean_one(gene_weights: np.ndarray, gene: np.ndarray, n_genes: int) -> np.ndarray:
+    """``gene_weights`` (checked: one per gene, finite, >= 0) scaled so that their mean over the
+    transcripts of gene codes ``gene`` (-1: not counted) is 1.
 
     Examples
     --------
-    >>> transcript_mean_one(np.array([1.0, 5.0]), np.array([0, 0, 0, 1, -1]))
+    >>> transcript_mean_one(np.array([1.0, 5.0]), np.array([0, 0, 0, 1, -1]), 2)
     array([0.5, 2.5])
 
     """
-    gene_weights = np.asarray(gene_weights, np.float64)
-    if gene_weights.ndim != 1 or not np.all(np.isfinite(gene_weights) & (gene_weights >= 0)):
-        raise ValueError("gene_weights must be finite values >= 0, one per gene.")
-    counts = np.bincount(gene[gene >= 0], minlength=len(gene_weights))
-    if len(counts) != len(gene_weights):
-        raise ValueError(f"gene_weights has {len(gene_weights)} values for {len(counts)} genes.")
+    gene_weights = checked_gene_weights(gene_weights, n_genes)
+    counts = np.bincount(gene[gene >= 0], minlength=n_genes)
     mean = float(counts @ gene_weights) / max(int(counts.sum()), 1)
     if not mean > 0:
         raise ValueError("gene_weights are 0 for every gene with a transcript.")
@@ -558,7 +551,7 @@ def refine_labels(
     grid = BlockGrid(shape=shape, block_size=s * max(1, -(-block_size // s)), halo=halo)
     core_px = params.core_um / pixel_size_um
     if gene_weights is not None:
-        gene_weights = transcript_mean_one(gene_weights, index.gene)
+        gene_weights = transcript_mean_one(gene_weights, index.gene, index.n_genes)
 
     def window(array, blk):
         return None if array is None else array[blk.ext_slices]

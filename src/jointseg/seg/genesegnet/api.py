@@ -229,13 +229,12 @@ def genesegnet(
     factor = grid_factor(model.pixel_size_um, px)
     refinement = refine_params(refine, seed=seed)
     with_foreground = refinement is not None and refinement.foreground_weight > 0
-    predicted = predict_cells(
+    labels, probability = predict_cells(
         stain, slide_inputs(stain, run.index, model.sigma_um / px), model, block_size=block_size,
         halo=int(np.ceil(max_cell_diameter_um / px)), window=config.window, stride=config.stride,
         instance_kwargs=instance_params(px, min_cell_area_um2), nuclei=run.nuclei() if centres == "nuclei" else None,
-        spill=run.spill, factor=factor, foreground=with_foreground,
+        spill=run.spill, factor=factor, keep_foreground=with_foreground,
     )  # fmt: skip
-    labels, probability = predicted if with_foreground else (predicted, None)
     params = {
         "nuclei_key": nuclei_key, "steps": steps, "max_rounds": max_rounds, "prior_expansion_um": prior_expansion_um,
         "min_cell_area_um2": min_cell_area_um2, "max_cell_diameter_um": max_cell_diameter_um, "centres": centres,
@@ -246,5 +245,5 @@ def genesegnet(
     }  # fmt: skip
     run.finish(labels, params=params, key_added=key_added, shapes_key=shapes_key, table_key=table_key,
                overwrite=overwrite, refine=refinement, largest_cell_um=max_cell_diameter_um,
-               foreground=probability)  # fmt: skip
+               foreground=probability if with_foreground else None)  # fmt: skip
     return sdata if copy else None

@@ -88,8 +88,8 @@ def predict_cells(
     nuclei=None,
     spill: Callable[[da.Array], da.Array | None] | None = None,
     factor: float = 1.0,
-    foreground: bool = False,
-):
+    keep_foreground: bool = False,
+) -> tuple[da.Array, da.Array]:
     """Lazy cell labels of a whole slide: fields per block on the global window grid (of the
     network's grid, ``factor`` times coarser than the slide's; ``window`` and ``stride`` in its
     pixels), then instances built blockwise on the stitched fields (see
@@ -100,9 +100,9 @@ def predict_cells(
     the instance blocks then read their windows from there, and no rows of fields wait in memory
     for the neighbouring blocks (they grow with the slide's width: 0.49 GB at 8192 px).
 
-    With ``foreground``, returns the labels and the network's foreground probability (lazy, read
-    from the spilled fields, or the fields persisted in memory where there is no disk to spill to:
-    computed once, not again for the refinement).
+    Returns the labels and the network's foreground probability (lazy; read from the spilled
+    fields). With ``keep_foreground``, fields that cannot be spilled are persisted in memory, so
+    that reading the probability does not run the network again.
     """
     shape = tuple(int(s) for s in stain.shape)
     index_node = dask.delayed(inputs, pure=True)  # one graph node, not a copy per task
@@ -119,7 +119,7 @@ def predict_cells(
     on_disk = None if spill is None else spill(fields.rechunk((3, SPILL_CHUNK, SPILL_CHUNK)))
     if on_disk is not None:
         fields = on_disk
-    elif foreground:
+    elif keep_foreground:
         fields = fields.persist()
     probability = fields[0]
     if nuclei is not None:
@@ -130,7 +130,7 @@ def predict_cells(
         fields, _instances_block, block_size=max(block_size // 2, 1), halo=halo, read_windows=on_disk is not None,
         **instance_kwargs,
     )  # fmt: skip
-    return (labels, probability) if foreground else labels
+    return labels, probability
 
 
 def _instances_block(fields: np.ndarray, **kwargs) -> np.ndarray:

@@ -55,11 +55,6 @@ class Samples:
         return Samples(self.y[rows], self.x[rows], self.foreground[rows], self.direction[rows])
 
     @classmethod
-    def concat(cls, parts: list[Samples]) -> Samples:
-        """The samples of ``parts`` in order."""
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("y", "x", "foreground", "direction")))
-
-    @classmethod
     def empty(cls) -> Samples:
         """No samples."""
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))

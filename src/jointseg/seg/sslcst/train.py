@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -189,6 +190,15 @@ def negative_distance(distances: np.ndarray, *, preferred: float, floor: float, 
     return float(np.clip(np.floor(farthest[wanted - 1] * 10 - 1e-9) / 10, floor, preferred))
 
 
+_Fields = TypeVar("_Fields", Samples, Neighbourhoods)
+
+
+def _concat(parts: list[_Fields]) -> _Fields:
+    """``parts`` (dataclasses of array fields, all of one kind) as one, in order."""
+    kind = type(parts[0])
+    return kind(*(np.concatenate([getattr(p, f) for p in parts]) for f in kind.__dataclass_fields__))
+
+
 def training_set(
     index: TranscriptIndex, stain, nuclei, lut, centres: NucleusCentres, *, bin_size: int, tile: int,
     max_tiles: int, erosion_px: int, negative_distance_range: tuple[float, float], dark: float, max_per_class: int,
@@ -228,7 +238,7 @@ def training_set(
             expression, reach, tie_margin = cytoplasm
             tied = tied_cytoplasm(table, nucleus, (y0, x0), centres, reach, expression, margin=tie_margin)
             n_tied += len(tied)
-            pos = Samples.concat([pos, tied])
+            pos = _concat([pos, tied])
         far = centres.tree.query(np.c_[neg.y, neg.x])[0] if len(centres) and len(neg) else np.full(len(neg), np.inf)
         tiles.append((pos, neg, far, table))
     n_pos = sum(len(t[0]) for t in tiles)
@@ -246,14 +256,11 @@ def training_set(
         tables.append(table)
         shift += len(table)
 
-    def cat(parts, cls):
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
-
-    all_pos, all_neg = cat(positives, Samples), cat(negatives, Samples)
+    all_pos, all_neg = _concat(positives), _concat(negatives)
     pick_pos, pick_neg = balance(len(all_pos), len(all_neg), max_per_class=max_per_class, rng=rng)
     rows = np.r_[pick_pos, pick_neg + len(all_pos)]
-    samples = cat([all_pos, all_neg], Samples).subset(rows)
-    tokens = cat(tokens_pos + tokens_neg, Neighbourhoods)
+    samples = _concat([all_pos, all_neg]).subset(rows)
+    tokens = _concat(tokens_pos + tokens_neg)
     tokens = Neighbourhoods(tokens.token_bin[rows], tokens.position[rows], tokens.distance[rows], tokens.valid[rows])
     cut = np.quantile(samples.x, 1 - validation_fraction)
     validation = samples.x > cut
