@@ -6,10 +6,12 @@ Run: ``.venv/bin/python benchmarks/quality_real_crop.py [--steps 150] [--methods
 estimated extents, and with ``refine=True`` (expression refinement, once per seed: the annealing
 and the type clustering are random). Each network is trained once on the crop and applied with its
 defaults (which refine the cells) and with ``refine=False`` (the paper's cells); GeneSegNet also
-with centres from its own offset votes, SegJointGene also without the foreground fill (the paper's
-growth rule alone) and with its CID scores weighing the refinement's genes. Expansion is matched
-(bisection on the distance) to each method's assigned fraction. Prints one table: cells, fraction
-of transcripts assigned, median transcripts per cell, MECR on the exclusive marker pairs of the shipped breast
+with centres from its own offset votes and with its foreground field as the refinement's prior,
+SSL-CST also trained with cytoplasm samples tied by expression, SegJointGene also without the
+foreground fill (the paper's growth rule alone) and with its CID scores weighing the refinement's
+genes. Expansion is matched (bisection on the distance) to each method's assigned fraction. Prints
+one table: cells, fraction of transcripts assigned, median transcripts per cell, MECR on the
+exclusive marker pairs of the shipped breast
 tables, cell calling (delta = 3, 5, 7 px), median convexity, elongation and area. The Xenium row
 uses the vendor's per-transcript cell ids (no polygons ship with the crop, so its shape and
 cell-calling columns are empty).
@@ -115,6 +117,9 @@ if "genesegnet" in args.methods:
         run("genesegnet vote centres, refine=False", jg.seg.genesegnet, model=model, centres="votes", refine=False,
             progress=False)  # fmt: skip
         matched_expansion(rows["genesegnet refine=False (paper)"]["fraction_assigned"], "genesegnet refine=False")
+        run("genesegnet + foreground prior (weight 1)", jg.seg.genesegnet, model=model,
+            refine={**REFINE, "foreground_weight": 1.0}, progress=False)  # fmt: skip
+        matched_expansion(rows["genesegnet + foreground prior (weight 1)"]["fraction_assigned"], "genesegnet prior")
 if "segjointgene" in args.methods:
     model_path = Path(tempfile.mkdtemp()) / "segjointgene_crop.pt"
     run("segjointgene (+ refine)", jg.seg.segjointgene, save_model=model_path, seed=args.seed, refine=REFINE,
@@ -138,6 +143,9 @@ if "sslcst" in args.methods:
     if not args.no_paper_variants:
         run("sslcst refine=False (paper)", jg.seg.sslcst, model=model_path, refine=False, progress=False)
         matched_expansion(rows["sslcst refine=False (paper)"]["fraction_assigned"], "sslcst refine=False")
+        run("sslcst + cytoplasm samples (+ refine)", jg.seg.sslcst, seed=args.seed, refine=REFINE, progress=False,
+            config=jg.seg.SSLCSTConfig(cytoplasm_margin=2.0))  # fmt: skip
+        matched_expansion(rows["sslcst + cytoplasm samples (+ refine)"]["fraction_assigned"], "sslcst cytoplasm")
 
 points = sdata["transcripts"][["xenium_cell_id", "feature_name"]].compute()
 n_total = len(points)  # all transcripts, control probes included, as in our tables' fractions
